@@ -1,1 +1,45 @@
-//! placeholder
+//! The tunnel side of wg-wrap: everything that runs inside a session's private user,
+//! mount and network namespace.
+//!
+//! # Theory of operation
+//! The CLI opens the host UDP socket, the runtime `profiles/` directory, a readiness
+//! pipe and a memfd holding the profile, then starts the launcher, which creates the
+//! namespaces and executes `wg-wrap __supervise` with CAP_NET_ADMIN and CAP_SYS_ADMIN
+//! (of the new user namespace only) in its ambient set.  The supervisor then:
+//! 1. reads and parses the profile handed over (never the user's file: editing it does
+//!    not disturb a running session);
+//! 2. creates the TUN device `wg0` with the profile's MTU (1420 by default);
+//! 3. over rtnetlink: brings `lo` up, adds the addresses, brings `wg0` up, routes every
+//!    AllowedIPs prefix to `wg0` — and nothing else, so there is no way out but the
+//!    tunnel — and allows unprivileged ping for the user's group;
+//! 4. with `DNS=`, bind-mounts a generated `resolv.conf` over `/etc/resolv.conf`;
+//! 5. drops CAP_SYS_ADMIN;
+//! 6. starts the data plane threads (see [`dataplane`]);
+//! 7. starts watching registrations, writes `state` and reports "ready";
+//! 8. waits until neither an `up` hold nor a registered process remains (see
+//!    [`lifecycle`]), removes the session's files under the profile lock and exits.
+//!    The namespace, TUN included, disappears with its last process.
+//!
+//! If the supervisor dies, wrapped processes keep a namespace whose only route leads
+//! to a TUN nobody reads: the session fails closed.
+
+#![deny(unsafe_code)]
+
+pub mod dns;
+pub mod netsetup;
+pub mod routing;
+pub mod session;
+
+#[cfg(target_os = "linux")]
+pub mod dataplane;
+#[cfg(target_os = "linux")]
+pub mod lifecycle;
+#[cfg(target_os = "linux")]
+mod netlink;
+#[cfg(target_os = "linux")]
+pub mod profile_dir;
+#[cfg(target_os = "linux")]
+pub mod run;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod sys;

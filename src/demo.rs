@@ -1,0 +1,91 @@
+//! `wg-wrap demo`: a whole session against the built-in virtual peer, with nothing
+//! but loopback involved. Throw-away keys, a throw-away profile, cleaned up at the end.
+
+use crate::commands::{join_command, live_or_start};
+use crate::dirs::Dirs;
+use crate::launcher::Launcher;
+use crate::runtime::Runtime;
+use crate::sessions;
+use crate::spawn;
+use anyhow::{Context, Result};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::time::Duration;
+use supervisor::profile_dir::lock_profile;
+use virtual_peer::{PeerConfig, VirtualPeer};
+
+const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(dirs: &Dirs, command: &[OsString]) -> Result<i32> {
+    let (peer_config, client) = PeerConfig::demo();
+    let peer_addr = peer_config
+        .tunnel_v4
+        .map(|(a, _)| a)
+        .context("the demo peer has no IPv4 address")?;
+    let socket = UdpSocket::bind("127.0.0.1:0").context("bind the virtual peer on loopback")?;
+    let peer = VirtualPeer::start(peer_config, socket).context("start the virtual peer")?;
+    let conf = client.wg_quick_conf(peer.local_addr());
+    let config = wgconf::parse(&conf)
+        .map_err(|e| anyhow::anyhow!("the demo profile does not parse: {e}"))?
+        .config;
+
+    let argv: Vec<OsString> = if command.is_empty() {
+        let exe = std::env::current_exe().context("find our own executable")?;
+        vec![
+            exe.into(),
+            "__http-get".into(),
+            format!("{peer_addr}:80").into(),
+            "/".into(),
+        ]
+    } else {
+        command.to_vec()
+    };
+
+    let name = format!("demo-{}", std::process::id());
+    let launcher = Launcher::locate()?;
+    let runtime = Runtime::open(dirs)?;
+    let locked = lock_profile(runtime.profiles.as_fd(), &name, Duration::from_secs(10))?;
+    let (live, _) = live_or_start(&runtime, &locked, &name, || Ok(config))?;
+    // The demo process itself holds the session while its child runs.
+    sessions::register(locked.dir.as_fd(), std::process::id())?;
+    let dir = locked.dir;
+    drop(locked.lock);
+    eprintln!(
+        "wg-wrap demo: virtual peer on {} (tunnel {}), running {:?}",
+        peer.local_addr(),
+        peer_addr,
+        argv
+    );
+
+    let status = join_command(&launcher, &live, &argv)
+        .status()
+        .context("run the command in the tunnel");
+    sessions::unregister(dir.as_fd(), std::process::id());
+    let ended = sessions::wait_exit(&live.pidfd, TEARDOWN_TIMEOUT);
+    peer.stop();
+    let status = status?;
+    if !ended {
+        anyhow::bail!("the demo session did not end within {TEARDOWN_TIMEOUT:?}");
+    }
+    Ok(spawn::shell_status(status))
+}
+
+/// `__http-get HOST:PORT PATH`: the demo's default command, so the demo needs no curl.
+/// Prints the response body; exits non-zero unless the status is 200.
+pub fn http_get(addr: &str, path: &str) -> Result<i32> {
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).context("read the response")?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    print!("{body}");
+    let ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
+    Ok(if ok { 0 } else { 1 })
+}

@@ -1,0 +1,286 @@
+//! Session bookkeeping from the CLI's side: finding a live session (and proving it is
+//! the one the state file describes), cleaning up after a dead one, registering
+//! processes and starting a supervisor.
+//!
+//! Every function that reads or changes a profile's state expects the caller to hold
+//! the profile lock (`supervisor::profile_dir::lock_profile`).
+
+use crate::hostsock;
+use crate::launcher::Launcher;
+use crate::spawn;
+use anyhow::{bail, Context, Result};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::{self, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use supervisor::profile_dir::{clear_dir, list_dir, open_dir};
+use supervisor::session::{
+    parse_pid_name, proc_start_time, NsId, SessionState, HOLD_FILE, LOG_FILE, PIDS_DIR, STATE_FILE,
+};
+
+/// How long a supervisor may take to report ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A session whose supervisor is proven alive: same PID, same start time, same netns.
+pub struct Live {
+    pub state: SessionState,
+    /// Refers to the supervisor process itself, whatever happens to its PID later.
+    pub pidfd: OwnedFd,
+}
+
+fn read_small(dir: BorrowedFd<'_>, name: &str) -> Option<String> {
+    let fd = fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+pub fn netns_of(pid: u32) -> Option<NsId> {
+    let st = fs::statat(fs::CWD, format!("/proc/{pid}/ns/net"), AtFlags::empty()).ok()?;
+    Some(NsId {
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
+/// The live session of a locked profile directory, or `None` (after removing any
+/// stale state) when there is none.
+pub fn find_live(dir: BorrowedFd<'_>) -> Result<Option<Live>> {
+    if let Some(live) = probe(dir) {
+        return Ok(Some(live));
+    }
+    clean_stale(dir)?;
+    Ok(None)
+}
+
+fn probe(dir: BorrowedFd<'_>) -> Option<Live> {
+    let state = SessionState::parse(&read_small(dir, STATE_FILE)?).ok()?;
+    let pid = state.supervisor_pid;
+    // pidfd first, checks second: a PID recycled after the checks cannot matter, the
+    // pidfd still names the process we checked (or a dead one, and setns then fails).
+    let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
+    if proc_start_time(pid)? != state.supervisor_start_time || netns_of(pid)? != state.netns {
+        return None;
+    }
+    Some(Live { state, pidfd })
+}
+
+/// Forget a dead session: its state, hold and registrations.
+fn clean_stale(dir: BorrowedFd<'_>) -> Result<()> {
+    let pids = open_dir(dir, PIDS_DIR, true).context("open pids/")?;
+    clear_dir(pids.as_fd()).context("clear pids/")?;
+    for name in [STATE_FILE, HOLD_FILE] {
+        match fs::unlinkat(dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e).with_context(|| format!("remove stale {name}")),
+        }
+    }
+    Ok(())
+}
+
+/// Write `name` atomically (temp file, then rename) with mode 0600.
+fn write_atomic(dir: BorrowedFd<'_>, name: &str, content: &str) -> Result<()> {
+    let tmp = format!(".tmp-{name}");
+    let fd = fs::openat(
+        dir,
+        tmp.as_str(),
+        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    )
+    .with_context(|| format!("create {name}"))?;
+    std::fs::File::from(fd)
+        .write_all(content.as_bytes())
+        .with_context(|| format!("write {name}"))?;
+    fs::renameat(dir, tmp.as_str(), dir, name).with_context(|| format!("rename {name}"))?;
+    Ok(())
+}
+
+/// Register a process as a user of the session (before it enters the namespace).
+pub fn register(dir: BorrowedFd<'_>, pid: u32) -> Result<()> {
+    let start = proc_start_time(pid).context("read the process start time")?;
+    let pids = open_dir(dir, PIDS_DIR, true).context("open pids/")?;
+    write_atomic(pids.as_fd(), &pid.to_string(), &format!("{start}\n"))
+}
+
+pub fn unregister(dir: BorrowedFd<'_>, pid: u32) {
+    if let Ok(pids) = open_dir(dir, PIDS_DIR, false) {
+        let _ = fs::unlinkat(&pids, pid.to_string().as_str(), AtFlags::empty());
+    }
+}
+
+/// Registered processes that are still alive.
+pub fn live_registrations(dir: BorrowedFd<'_>) -> Vec<u32> {
+    let Ok(pids) = open_dir(dir, PIDS_DIR, false) else {
+        return Vec::new();
+    };
+    list_dir(pids.as_fd())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| parse_pid_name(n))
+        .filter(|pid| {
+            let recorded = read_small(pids.as_fd(), &pid.to_string())
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            recorded.is_some() && recorded == proc_start_time(*pid)
+        })
+        .collect()
+}
+
+pub fn set_hold(dir: BorrowedFd<'_>, held: bool) -> Result<()> {
+    if held {
+        write_atomic(dir, HOLD_FILE, "")
+    } else {
+        match fs::unlinkat(dir, HOLD_FILE, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e).context("remove the hold"),
+        }
+    }
+}
+
+/// Wait for a process (by pidfd) to exit.
+pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => return false,
+            Err(Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Start a supervisor for `config` in the locked profile directory `dir`.
+pub fn start(
+    profiles: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    name: &str,
+    config: &wgconf::Config,
+) -> Result<Live> {
+    let launcher = Launcher::locate()?;
+    let udp = hostsock::open_udp(config.interface.listen_port)?;
+    let config_fd = spawn::sealed_memfd("wg-wrap-profile", wgconf::render(config).as_bytes())
+        .context("hand the profile over")?;
+    let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .context("create the readiness pipe")?;
+    let exe = fs::open(
+        "/proc/self/exe",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .context("open our own executable")?;
+    let log = fs::openat(
+        dir,
+        LOG_FILE,
+        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    )
+    .context("create the supervisor log")?;
+    let log = std::fs::File::from(log);
+
+    let fd = |f: &dyn AsRawFd| f.as_raw_fd().to_string();
+    let mut cmd = launcher.command();
+    cmd.arg("create")
+        .arg("--detach")
+        .arg(fd(&exe))
+        .arg("--")
+        .arg("wg-wrap")
+        .arg("__supervise")
+        .args(["--config-fd", &fd(&config_fd)])
+        .args(["--udp-fd", &fd(&udp)])
+        .args(["--ready-fd", &fd(&ready_w)])
+        .args(["--profiles-fd", &fd(&profiles)])
+        .args(["--profile", name])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    spawn::inherit_fds(
+        &mut cmd,
+        &[
+            exe.as_raw_fd(),
+            config_fd.as_raw_fd(),
+            udp.as_raw_fd(),
+            ready_w.as_raw_fd(),
+            profiles.as_raw_fd(),
+        ],
+    );
+    let mut child = cmd.spawn().context("start the launcher")?;
+    // The launcher forks the supervisor away and exits at once.
+    let status = spawn::wait_timeout(&mut child, READY_TIMEOUT)?;
+    drop(ready_w);
+    drop(cmd);
+    if !status.success() {
+        bail!(
+            "the launcher failed ({status}){}",
+            log_tail(dir)
+        );
+    }
+    let answer = read_ready(ready_r, READY_TIMEOUT)?;
+    match answer.trim_end() {
+        "ready" => {}
+        "" => bail!("the supervisor exited before it was ready{}", log_tail(dir)),
+        other => bail!(
+            "the supervisor could not start the tunnel: {}",
+            other.strip_prefix("error: ").unwrap_or(other)
+        ),
+    }
+    probe(dir).with_context(|| format!("the supervisor reported ready but its state is missing{}", log_tail(dir)))
+}
+
+fn read_ready(fd: OwnedFd, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("the supervisor did not report ready within {timeout:?}");
+        }
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e).context("wait for the supervisor"),
+        }
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&text).into_owned()),
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e).context("read the supervisor's answer"),
+        }
+    }
+}
+
+/// The end of the supervisor log, to show with a start failure.
+fn log_tail(dir: BorrowedFd<'_>) -> String {
+    let text = read_small(dir, LOG_FILE).unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("\n{text}")
+    }
+}

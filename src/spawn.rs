@@ -1,0 +1,77 @@
+//! Process plumbing that std does not offer: handing descriptors to a child, waiting
+//! with a timeout, sealed memfds.
+
+use anyhow::{bail, Context, Result};
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::io::{fcntl_setfd, FdFlags};
+use std::io::Write;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// Let `fds` survive into the child's exec, and start the child in a new session so
+/// a terminal's ^C or hangup does not reach a detached supervisor.
+pub fn inherit_fds(cmd: &mut Command, fds: &[RawFd]) {
+    let fds = fds.to_vec();
+    // SAFETY: the closure runs between fork and exec and only makes raw syscalls
+    // (fcntl, setsid) on descriptors that stay open in the parent for the duration of
+    // the spawn; it allocates nothing.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                fcntl_setfd(BorrowedFd::borrow_raw(fd), FdFlags::empty())?;
+            }
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+}
+
+/// Clear close-on-exec on a descriptor we are about to hand to an exec'd launcher.
+pub fn keep_across_exec(fd: BorrowedFd<'_>) -> Result<()> {
+    fcntl_setfd(fd, FdFlags::empty()).context("pass a descriptor to the launcher")
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().context("wait for the launcher")? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the launcher did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A read-only, sealed in-memory file holding `data`.
+pub fn sealed_memfd(name: &str, data: &[u8]) -> Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(data)?;
+    rustix::fs::fcntl_add_seals(
+        &file,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+    )?;
+    Ok(OwnedFd::from(file))
+}
+
+/// The shell's view of how a child ended: its code, or 128 + the signal number.
+pub fn shell_status(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 125,
+    }
+}
+
+/// Replace this process with `cmd`; only returns on failure.
+pub fn exec(mut cmd: Command) -> anyhow::Error {
+    anyhow::Error::from(cmd.exec()).context("execute the launcher")
+}

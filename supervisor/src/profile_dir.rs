@@ -1,0 +1,222 @@
+//! Safe access to a profile's runtime directory, shared by the CLI and the supervisor.
+//!
+//! Everything is opened relative to directory fds with `O_NOFOLLOW`, so a symlink
+//! planted in the runtime directory is never followed.  The profile lock is a flock on
+//! `profiles/<name>/lock`; because teardown removes the whole directory (lock file
+//! included), a lock is only valid once we have checked, while holding it, that both
+//! the lock file and the directory are still the ones linked under their names.
+
+use crate::session::{LOCK_FILE, PIDS_DIR};
+use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const DIR_FLAGS: OFlags = OFlags::DIRECTORY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::RDONLY)
+    .union(OFlags::CLOEXEC);
+
+/// Open (optionally creating, mode 0700) a directory below `parent`, never following a
+/// symlink.
+pub fn open_dir(parent: BorrowedFd<'_>, name: &str, create: bool) -> io::Result<OwnedFd> {
+    if create {
+        match fs::mkdirat(parent, name, Mode::RWXU) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(fs::openat(parent, name, DIR_FLAGS, Mode::empty())?)
+}
+
+/// A held profile lock; released when dropped.
+pub struct ProfileLock {
+    _fd: OwnedFd,
+}
+
+/// The profile directory together with its lock.
+pub struct LockedProfile {
+    pub dir: OwnedFd,
+    pub lock: ProfileLock,
+}
+
+fn same_inode(a: &fs::Stat, b: &fs::Stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino
+}
+
+/// Take the lock of an already-open profile directory (the supervisor's way in).
+/// Returns `None` if the directory has been torn down meanwhile.
+pub fn lock_dir(dir: BorrowedFd<'_>, timeout: Duration) -> io::Result<Option<ProfileLock>> {
+    let deadline = Instant::now() + timeout;
+    let fd = match fs::openat(
+        dir,
+        LOCK_FILE,
+        OFlags::CREATE | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    loop {
+        match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(Errno::WOULDBLOCK) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(2))
+            }
+            Err(Errno::WOULDBLOCK) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "timed out waiting for the profile lock",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match fs::statat(dir, LOCK_FILE, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if same_inode(&st, &fs::fstat(&fd)?) => Ok(Some(ProfileLock { _fd: fd })),
+        Ok(_) | Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Open (creating if needed) `profiles/<name>/` and take its lock, retrying when a
+/// concurrent teardown removed the directory under us.
+pub fn lock_profile(
+    profiles: BorrowedFd<'_>,
+    name: &str,
+    timeout: Duration,
+) -> io::Result<LockedProfile> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let dir = open_dir(profiles, name, true)?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if let Some(lock) = lock_dir(dir.as_fd(), remaining)? {
+            // The directory itself must still be the one linked under `name`.
+            match fs::statat(profiles, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if same_inode(&st, &fs::fstat(&dir)?) => {
+                    open_dir(dir.as_fd(), PIDS_DIR, true)?;
+                    return Ok(LockedProfile { dir, lock });
+                }
+                Ok(_) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "timed out waiting for the profile lock",
+            ));
+        }
+    }
+}
+
+/// Remove every entry of a directory (one level; used for `pids/`).
+pub fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    for name in list_dir(dir)? {
+        match fs::unlinkat(dir, name.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Names in a directory, without `.` and `..`; names that are not UTF-8 are returned
+/// lossily (they are garbage to us anyway and get removed by exact bytes below).
+pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
+    let fd = fs::openat(dir, ".", DIR_FLAGS, Mode::empty())?;
+    let mut names = Vec::new();
+    for entry in fs::Dir::read_from(&fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        match std::str::from_utf8(name) {
+            Ok(s) => names.push(s.to_owned()),
+            Err(_) => {
+                // Remove it right away: it can only be garbage.
+                let _ = fs::unlinkat(dir, entry.file_name(), AtFlags::empty());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Remove a whole profile directory (teardown or stale cleanup), lock file last.
+pub fn remove_profile_dir(profiles: BorrowedFd<'_>, name: &str, dir: BorrowedFd<'_>) -> io::Result<()> {
+    if let Ok(pids) = open_dir(dir, PIDS_DIR, false) {
+        clear_dir(pids.as_fd())?;
+    }
+    for entry in list_dir(dir)? {
+        if entry == LOCK_FILE {
+            continue;
+        }
+        let flags = if entry == PIDS_DIR {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        match fs::unlinkat(dir, entry.as_str(), flags) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match fs::unlinkat(dir, LOCK_FILE, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match fs::unlinkat(profiles, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn tempdir() -> (std::path::PathBuf, OwnedFd) {
+        let path = std::env::temp_dir().join(format!(
+            "wg-wrap-pd-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).unwrap();
+        let fd = fs::open(&path, DIR_FLAGS, Mode::empty()).unwrap();
+        (path, fd)
+    }
+
+    #[test]
+    fn lock_excludes_and_survives_teardown() {
+        let (path, profiles) = tempdir();
+        let held = lock_profile(profiles.as_fd(), "p", Duration::from_secs(1)).unwrap();
+        // A second locker times out while the first holds it.
+        let err = lock_profile(profiles.as_fd(), "p", Duration::from_millis(50))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // Teardown removes the directory while holding the lock ...
+        remove_profile_dir(profiles.as_fd(), "p", held.dir.as_fd()).unwrap();
+        drop(held);
+        assert!(!path.join("p").exists());
+        // ... and the next locker gets a fresh directory.
+        let again = lock_profile(profiles.as_fd(), "p", Duration::from_secs(1)).unwrap();
+        assert!(path.join("p/pids").is_dir());
+        drop(again);
+        std::fs::remove_dir_all(&path).unwrap();
+    }
+
+    #[test]
+    fn symlinked_profile_dir_is_refused() {
+        let (path, profiles) = tempdir();
+        std::os::unix::fs::symlink("/tmp", path.join("evil")).unwrap();
+        assert!(lock_profile(profiles.as_fd(), "evil", Duration::from_millis(50)).is_err());
+        std::fs::remove_dir_all(&path).unwrap();
+    }
+}

@@ -1,0 +1,253 @@
+//! The supervisor's life, in order (see the crate docs for the theory of operation).
+
+use crate::dataplane::{Device, PeerConfig, TunIo};
+use crate::dns::render_resolv_conf;
+use crate::lifecycle::{self, Lifecycle};
+use crate::netlink::Rtnetlink;
+use crate::netsetup;
+use crate::profile_dir::open_dir;
+use crate::session::{proc_start_time, NsId, SessionState, RESOLV_FILE, STATE_FILE};
+use rustix::fs::{self, AtFlags, Mode, OFlags};
+use rustix::mount::{mount_bind, mount_remount, MountFlags};
+use rustix::thread::{CapabilitySet, CapabilitySets};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::UdpSocket;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use wgconf::{Config, Endpoint};
+
+pub const DEFAULT_MTU: u16 = 1420;
+/// The tunnel device's name inside the private namespace.
+pub const TUN_NAME: &str = "wg0";
+
+/// What the CLI hands over, all as inherited descriptors.
+pub struct Args {
+    /// A sealed memfd with the profile rendered by wgconf, endpoints already resolved.
+    pub config: OwnedFd,
+    /// The UDP socket, opened on the host before isolation.
+    pub udp: OwnedFd,
+    /// Write end of the readiness pipe: "ready\n" or "error: …\n", then closed.
+    pub ready: OwnedFd,
+    /// The runtime `profiles/` directory.
+    pub profiles: OwnedFd,
+    pub profile: String,
+}
+
+/// A set-up step that failed, with its cause.
+#[derive(Debug)]
+pub struct SetupError {
+    step: &'static str,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.step, self.source)
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+fn at<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    step: &'static str,
+) -> impl FnOnce(E) -> SetupError {
+    move |e| SetupError {
+        step,
+        source: e.into(),
+    }
+}
+
+impl TunIo for tun_rs::SyncDevice {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        tun_rs::SyncDevice::recv(self, buf)
+    }
+    fn send(&self, packet: &[u8]) -> io::Result<()> {
+        tun_rs::SyncDevice::send(self, packet).map(drop)
+    }
+}
+
+/// Run the supervisor; returns the process exit code.
+pub fn run(args: Args) -> i32 {
+    let mut ready = std::fs::File::from(args.ready);
+    let dir = match setup(&args.config, args.udp, &args.profiles, &args.profile) {
+        Ok(dir) => dir,
+        Err(e) => {
+            let _ = writeln!(ready, "error: {e}");
+            return 1;
+        }
+    };
+    let mut lifecycle = match Lifecycle::new(dir).and_then(|l| {
+        write_state(l.dir())?;
+        Ok(l)
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(ready, "error: start the session lifecycle: {e}");
+            return 1;
+        }
+    };
+    let _ = writeln!(ready, "ready");
+    drop(ready);
+    eprintln!("wg-wrap supervisor: session {} is up", args.profile);
+
+    match lifecycle.wait_until_idle() {
+        Ok(Some(_lock)) => {
+            // Exiting with the lock held: nobody can observe a half-removed session.
+            if let Err(e) = lifecycle::teardown(&args.profiles, &args.profile, lifecycle.dir()) {
+                eprintln!("wg-wrap supervisor: removing the session files failed: {e}");
+            }
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            eprintln!("wg-wrap supervisor: watching the session failed: {e}");
+            1
+        }
+    }
+}
+
+fn setup(config_fd: &OwnedFd, udp: OwnedFd, profiles: &OwnedFd, name: &str) -> Result<OwnedFd, SetupError> {
+    // Don't pin the caller's working directory's mount.
+    std::env::set_current_dir("/").map_err(at("chdir /"))?;
+    let config = read_config(config_fd)?;
+    let dir = open_dir(profiles.as_fd(), name, false).map_err(at("open the profile directory"))?;
+
+    let mtu = config.interface.mtu.unwrap_or(DEFAULT_MTU);
+    let tun = tun_rs::DeviceBuilder::new()
+        .name(TUN_NAME)
+        .mtu(mtu)
+        .build_sync()
+        .map_err(at("create the TUN device (is /dev/net/tun usable by this user?)"))?;
+    let tun_index = tun.if_index().map_err(at("find the TUN device"))?;
+    let mut netlink = Rtnetlink::open().map_err(at("open rtnetlink"))?;
+    netsetup::configure(
+        &mut netlink,
+        tun_index,
+        &config,
+        rustix::process::getgid().as_raw(),
+    )
+    .map_err(at("configure the network namespace"))?;
+
+    if !config.interface.dns.is_empty() {
+        install_resolv_conf(&dir, &config)?;
+    }
+    drop_mount_capability().map_err(at("drop CAP_SYS_ADMIN"))?;
+
+    let udp = UdpSocket::from(udp);
+    let v6 = matches!(udp.local_addr(), Ok(std::net::SocketAddr::V6(_)));
+    let peers = config
+        .peers
+        .iter()
+        .map(|p| PeerConfig {
+            public_key: *p.public_key.as_bytes(),
+            preshared_key: p.preshared_key.map(|k| *k.as_bytes()),
+            endpoint: match &p.endpoint {
+                Some(Endpoint::Addr(a)) => Some(crate::dataplane::socket_form(*a, v6)),
+                // The CLI resolves names on the host before handing the profile over.
+                Some(Endpoint::Host { .. }) | None => None,
+            },
+            persistent_keepalive: p.persistent_keepalive,
+            allowed_ips: p.allowed_ips.clone(),
+        })
+        .collect();
+    let device = Arc::new(Device::new(
+        tun,
+        udp,
+        *config.interface.private_key.as_bytes(),
+        peers,
+    ));
+    device.start().map_err(at("start the data plane"))?;
+    Ok(dir)
+}
+
+fn read_config(fd: &OwnedFd) -> Result<Config, SetupError> {
+    let mut text = String::new();
+    let file = fs::openat(
+        fs::CWD,
+        format!("/proc/self/fd/{}", fd.as_raw_fd()),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(at("open the handed-over profile"))?;
+    std::fs::File::from(file)
+        .read_to_string(&mut text)
+        .map_err(at("read the handed-over profile"))?;
+    let parsed = wgconf::parse(&text).map_err(|e| SetupError {
+        step: "parse the handed-over profile",
+        source: e.to_string().into(),
+    })?;
+    Ok(parsed.config)
+}
+
+/// Replace `/etc/resolv.conf` in our mount namespace with the profile's servers.
+/// Binding over the path follows a symlink (as on systemd-resolved hosts), so the
+/// file programs actually read is the one replaced.
+fn install_resolv_conf(dir: &OwnedFd, config: &Config) -> Result<(), SetupError> {
+    let text = render_resolv_conf(&config.interface.dns, &config.interface.dns_search);
+    let fd = fs::openat(
+        dir,
+        RESOLV_FILE,
+        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(at("write the private resolv.conf"))?;
+    std::fs::File::from(fd)
+        .write_all(text.as_bytes())
+        .map_err(at("write the private resolv.conf"))?;
+    let source = format!("/proc/self/fd/{}/{RESOLV_FILE}", dir.as_raw_fd());
+    mount_bind(source.as_str(), "/etc/resolv.conf")
+        .map_err(at("bind-mount the private resolv.conf over /etc/resolv.conf"))?;
+    mount_remount(
+        "/etc/resolv.conf",
+        MountFlags::BIND | MountFlags::RDONLY,
+        "",
+    )
+    .map_err(at("make the private resolv.conf read-only"))?;
+    Ok(())
+}
+
+/// Mounts are done; keep only CAP_NET_ADMIN (routes and addresses may change later).
+fn drop_mount_capability() -> io::Result<()> {
+    rustix::thread::clear_ambient_capability_set()?;
+    let keep = CapabilitySet::NET_ADMIN;
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: keep,
+            permitted: keep,
+            inheritable: CapabilitySet::empty(),
+        },
+    )?;
+    Ok(())
+}
+
+fn write_state(dir: &OwnedFd) -> io::Result<()> {
+    let pid = std::process::id();
+    let ns = fs::statat(fs::CWD, "/proc/self/ns/net", AtFlags::empty())?;
+    let state = SessionState {
+        supervisor_pid: pid,
+        supervisor_start_time: proc_start_time(pid)
+            .ok_or_else(|| io::Error::other("cannot read our own start time"))?,
+        netns: NsId {
+            dev: ns.st_dev,
+            ino: ns.st_ino,
+        },
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    // Write then rename, so a reader never sees half a state file.
+    let tmp = format!(".{STATE_FILE}.tmp");
+    let fd = fs::openat(
+        dir,
+        tmp.as_str(),
+        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    )?;
+    std::fs::File::from(fd).write_all(state.render().as_bytes())?;
+    fs::renameat(dir, tmp.as_str(), dir, STATE_FILE)?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The on-disk contract between the CLI and a running supervisor.
+//!
+//! A profile's runtime directory `profiles/<name>/` holds:
+//! - `lock`: flock'ed by whoever registers a process or decides to tear down;
+//! - `state`: written by the supervisor once the session is usable, removed at teardown;
+//! - `hold`: present while an `up` holds the session;
+//! - `pids/<pid>`: one file per wrapped process, holding that process's start time
+//!   (so a recycled PID is never mistaken for a registered one);
+//! - `resolv.conf`, `supervisor.log`: the session's private files.
+//!
+//! Everything here is plain text so a human can debug a stuck session with `cat`.
+
+use std::fmt;
+
+pub const STATE_FILE: &str = "state";
+pub const PIDS_DIR: &str = "pids";
+pub const LOCK_FILE: &str = "lock";
+pub const HOLD_FILE: &str = "hold";
+pub const LOG_FILE: &str = "supervisor.log";
+pub const RESOLV_FILE: &str = "resolv.conf";
+
+const STATE_MAGIC: &str = "wg-wrap-state 1";
+
+/// What identifies a live session: the supervisor process (PID plus start time, so
+/// a recycled PID is detected) and the network namespace it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionState {
+    pub supervisor_pid: u32,
+    /// Field 22 of `/proc/<pid>/stat`, in clock ticks since boot.
+    pub supervisor_start_time: u64,
+    pub netns: NsId,
+    /// Seconds since the Unix epoch at which the session became usable.
+    pub started_unix: u64,
+}
+
+/// A namespace's identity: the device and inode of its nsfs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateError {
+    BadMagic,
+    MissingField(&'static str),
+    BadField(&'static str),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::BadMagic => write!(f, "not a wg-wrap state file"),
+            StateError::MissingField(k) => write!(f, "state file lacks {k}"),
+            StateError::BadField(k) => write!(f, "state file has an invalid {k}"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+impl SessionState {
+    pub fn render(&self) -> String {
+        format!(
+            "{STATE_MAGIC}\nsupervisor_pid={}\nsupervisor_start_time={}\nnetns_dev={}\nnetns_ino={}\nstarted_unix={}\n",
+            self.supervisor_pid,
+            self.supervisor_start_time,
+            self.netns.dev,
+            self.netns.ino,
+            self.started_unix
+        )
+    }
+
+    pub fn parse(text: &str) -> Result<SessionState, StateError> {
+        let mut lines = text.lines();
+        if lines.next() != Some(STATE_MAGIC) {
+            return Err(StateError::BadMagic);
+        }
+        let mut fields = [None; 5];
+        const NAMES: [&str; 5] = [
+            "supervisor_pid",
+            "supervisor_start_time",
+            "netns_dev",
+            "netns_ino",
+            "started_unix",
+        ];
+        for line in lines {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            if let Some(i) = NAMES.iter().position(|n| *n == key) {
+                fields[i] = Some(value.parse::<u64>().map_err(|_| StateError::BadField(NAMES[i])));
+            }
+        }
+        let mut get = |i: usize| -> Result<u64, StateError> {
+            fields[i].take().ok_or(StateError::MissingField(NAMES[i]))?
+        };
+        let pid = get(0)?;
+        let state = SessionState {
+            supervisor_pid: u32::try_from(pid)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or(StateError::BadField(NAMES[0]))?,
+            supervisor_start_time: get(1)?,
+            netns: NsId {
+                dev: get(2)?,
+                ino: get(3)?,
+            },
+            started_unix: get(4)?,
+        };
+        Ok(state)
+    }
+}
+
+/// Parse a `pids/` entry name. Anything but a plain positive decimal PID is garbage.
+pub fn parse_pid_name(name: &str) -> Option<u32> {
+    if name.is_empty() || name.len() > 10 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse::<u32>().ok().filter(|p| *p > 0)
+}
+
+/// Extract the start time (field 22) from the text of `/proc/<pid>/stat`.
+///
+/// The command name (field 2) is in parentheses and may itself contain spaces and
+/// parentheses, so fields are counted from the *last* `)`.
+pub fn parse_stat_start_time(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    // After ")" come fields 3, 4, ...; the start time is field 22, i.e. index 19.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The start time of a live process, or `None` when it does not exist.
+pub fn proc_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_start_time(&stat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SessionState {
+        SessionState {
+            supervisor_pid: 4242,
+            supervisor_start_time: 987654,
+            netns: NsId { dev: 4, ino: 4026532000 },
+            started_unix: 1_790_000_000,
+        }
+    }
+
+    #[test]
+    fn state_round_trips() {
+        assert_eq!(SessionState::parse(&sample().render()), Ok(sample()));
+    }
+
+    #[test]
+    fn state_rejects_garbage() {
+        assert_eq!(SessionState::parse("hello"), Err(StateError::BadMagic));
+        let text = sample().render().replace("netns_ino=4026532000\n", "");
+        assert_eq!(
+            SessionState::parse(&text),
+            Err(StateError::MissingField("netns_ino"))
+        );
+        let text = sample().render().replace("supervisor_pid=4242", "supervisor_pid=0");
+        assert_eq!(
+            SessionState::parse(&text),
+            Err(StateError::BadField("supervisor_pid"))
+        );
+        let text = sample().render().replace("netns_dev=4", "netns_dev=x");
+        assert_eq!(
+            SessionState::parse(&text),
+            Err(StateError::BadField("netns_dev"))
+        );
+    }
+
+    #[test]
+    fn pid_names() {
+        assert_eq!(parse_pid_name("123"), Some(123));
+        for bad in ["", "0", "-1", "12a", ".tmp-5", "99999999999", "+5", " 5"] {
+            assert_eq!(parse_pid_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stat_start_time_survives_hostile_comm() {
+        let stat = "77 (a) b) (c) S 1 77 77 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 555123 1000 10";
+        assert_eq!(parse_stat_start_time(stat), Some(555123));
+        assert_eq!(parse_stat_start_time("77 (x) S 1"), None);
+    }
+
+    #[test]
+    fn own_start_time_is_readable() {
+        assert!(proc_start_time(std::process::id()).is_some());
+    }
+}

@@ -1,0 +1,28 @@
+//! The few raw operations the supervisor needs beyond rustix's safe API: taking
+//! ownership of inherited file descriptors.
+
+use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
+use std::io;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Take ownership of a descriptor the CLI passed to us by number.
+///
+/// The number comes from our own command line, written by the CLI that opened the
+/// descriptor for exactly this purpose, and each number is taken once at start-up.
+pub fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw < 3 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {raw} is not a descriptor handed to the supervisor"),
+        ));
+    }
+    // SAFETY: `raw` is only borrowed to check that it is open; the borrow ends here.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    fcntl_getfd(borrowed)?;
+    // Don't pass it on to anything we might start.
+    fcntl_setfd(borrowed, FdFlags::CLOEXEC)?;
+    // SAFETY: the descriptor is open (checked above), was created by the CLI for the
+    // supervisor alone, and no other owner exists in this process: the caller takes
+    // each number once, before anything else could have wrapped it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
