@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 use supervisor::profile_dir::lock_profile;
 use virtual_peer::{PeerConfig, VirtualPeer};
@@ -59,7 +59,9 @@ pub fn run(dirs: &Dirs, command: &[OsString]) -> Result<i32> {
         argv
     );
 
-    let status = join_command(&launcher, &live, &argv)
+    let mut cmd = join_command(&launcher, &live, &argv);
+    spawn::inherit_fds(&mut cmd, &[live.pidfd.as_raw_fd()]);
+    let status = cmd
         .status()
         .context("run the command in the tunnel");
     sessions::unregister(dir.as_fd(), std::process::id());

@@ -1,1 +1,125 @@
-fn main() {}
+//! wg-wrap: run chosen programs through a rootless userspace WireGuard tunnel.
+//!
+//! The CLI validates the profile, opens the host UDP socket, starts (or finds) the
+//! session's supervisor through the launcher, registers the process it is about to
+//! become, and finally replaces itself with the launcher, which enters the session's
+//! namespaces and executes the user's command under the same PID.
+
+#![deny(unsafe_code)]
+
+mod commands;
+mod demo;
+mod dirs;
+mod hostsock;
+mod launcher;
+mod profile;
+mod runtime;
+mod sessions;
+mod spawn;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Exit status for wg-wrap's own failures (as `env`, `nice`, `timeout` use it).
+const EXIT_OWN_FAILURE: u8 = 125;
+
+#[derive(Parser)]
+#[command(name = "wg-wrap", version, about = "Run programs through a rootless WireGuard tunnel")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the tunnel for PROFILE and keep it up until `down`.
+    Up {
+        /// A profile name (looked up as NAME.conf in the config dir) or a path to a .conf.
+        profile: String,
+    },
+    /// Run a command inside PROFILE's tunnel (starting it for the command if needed).
+    Exec {
+        profile: String,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
+    /// Release `up`'s hold; the session ends when its last wrapped process exits.
+    Down { profile: String },
+    /// Try wg-wrap against a built-in virtual peer on loopback (no VPN server needed).
+    Demo {
+        /// Command to run in the tunnel (default: fetch the peer's greeting).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        #[arg(long)]
+        config_fd: i32,
+        #[arg(long)]
+        udp_fd: i32,
+        #[arg(long)]
+        ready_fd: i32,
+        #[arg(long)]
+        profiles_fd: i32,
+        #[arg(long)]
+        profile: String,
+    },
+    #[command(name = "__http-get", hide = true)]
+    HttpGet { addr: String, path: String },
+    #[command(name = "__dump-launcher", hide = true)]
+    DumpLauncher { path: std::path::PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not failures; usage errors are wg-wrap's own.
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_OWN_FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("wg-wrap: {e:#}");
+            ExitCode::from(EXIT_OWN_FAILURE)
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<i32> {
+    let dirs = dirs::Dirs::from_env();
+    match cmd {
+        Cmd::Up { profile } => commands::up(&dirs, &profile).map(|()| 0),
+        Cmd::Down { profile } => commands::down(&dirs, &profile).map(|()| 0),
+        Cmd::Exec { profile, command } => commands::exec(&dirs, &profile, &command).map(|()| 0),
+        Cmd::Demo { command } => demo::run(&dirs, &command),
+        Cmd::Supervise {
+            config_fd,
+            udp_fd,
+            ready_fd,
+            profiles_fd,
+            profile,
+        } => {
+            use supervisor::sys::take_inherited_fd;
+            let args = supervisor::run::Args {
+                config: take_inherited_fd(config_fd).context("--config-fd")?,
+                udp: take_inherited_fd(udp_fd).context("--udp-fd")?,
+                ready: take_inherited_fd(ready_fd).context("--ready-fd")?,
+                profiles: take_inherited_fd(profiles_fd).context("--profiles-fd")?,
+                profile,
+            };
+            Ok(supervisor::run::run(args))
+        }
+        Cmd::HttpGet { addr, path } => demo::http_get(&addr, &path),
+        Cmd::DumpLauncher { path } => launcher::dump_embedded(&path).map(|()| 0),
+    }
+}

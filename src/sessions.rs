@@ -222,6 +222,7 @@ pub fn start(
             profiles.as_raw_fd(),
         ],
     );
+    spawn::detach(&mut cmd);
     let mut child = cmd.spawn().context("start the launcher")?;
     // The launcher forks the supervisor away and exits at once.
     let status = spawn::wait_timeout(&mut child, READY_TIMEOUT)?;

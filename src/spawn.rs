@@ -10,19 +10,30 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// Let `fds` survive into the child's exec, and start the child in a new session so
-/// a terminal's ^C or hangup does not reach a detached supervisor.
+/// Let `fds` survive into the child's exec.
 pub fn inherit_fds(cmd: &mut Command, fds: &[RawFd]) {
     let fds = fds.to_vec();
-    // SAFETY: the closure runs between fork and exec and only makes raw syscalls
-    // (fcntl, setsid) on descriptors that stay open in the parent for the duration of
-    // the spawn; it allocates nothing.
+    // SAFETY: the closure runs between fork and exec and only makes raw fcntl calls
+    // on descriptors that stay open in the parent for the duration of the spawn; it
+    // allocates nothing.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
             for &fd in &fds {
                 fcntl_setfd(BorrowedFd::borrow_raw(fd), FdFlags::empty())?;
             }
+            Ok(())
+        });
+    }
+}
+
+/// Start the child in a new session, so a terminal's ^C or hangup does not reach a
+/// detached supervisor.
+pub fn detach(cmd: &mut Command) {
+    // SAFETY: setsid is a single async-signal-safe syscall.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
             rustix::process::setsid()?;
             Ok(())
         });

@@ -88,7 +88,11 @@ impl Lifecycle {
 
     /// Pick up new registrations; drop garbage and dead or recycled PIDs.
     fn scan(&mut self) -> io::Result<()> {
-        for name in list_dir(self.pids.as_fd())? {
+        let names = list_dir(self.pids.as_fd())?;
+        // A removed file is an explicit unregistration (the process may live on).
+        self.watched
+            .retain(|(pid, _)| names.iter().any(|n| parse_pid_name(n) == Some(*pid)));
+        for name in names {
             if name.starts_with(".tmp-") {
                 continue; // a registration being written; its rename wakes us again
             }

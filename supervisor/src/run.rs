@@ -193,10 +193,35 @@ fn install_resolv_conf(dir: &OwnedFd, config: &Config) -> Result<(), SetupError>
         Mode::from_raw_mode(0o644),
     )
     .map_err(at("write the private resolv.conf"))?;
-    std::fs::File::from(fd)
+    let written = std::fs::File::from(fd);
+    (&written)
         .write_all(text.as_bytes())
         .map_err(at("write the private resolv.conf"))?;
-    let source = format!("/proc/self/fd/{}/{RESOLV_FILE}", dir.as_raw_fd());
+    // The bind source must be in our own mount namespace, but `dir` was opened in the
+    // host's. Re-open the file by its path here and make sure it is the file we wrote.
+    let dir_path = fs::readlinkat(fs::CWD, format!("/proc/self/fd/{}", dir.as_raw_fd()), Vec::new())
+        .map_err(at("find the profile directory"))?;
+    let mut path = dir_path.into_bytes();
+    path.extend_from_slice(b"/");
+    path.extend_from_slice(RESOLV_FILE.as_bytes());
+    let here = fs::openat(
+        fs::CWD,
+        path.as_slice(),
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(at("re-open the private resolv.conf"))?;
+    let (a, b) = (
+        fs::fstat(&here).map_err(at("stat the private resolv.conf"))?,
+        fs::fstat(&written).map_err(at("stat the private resolv.conf"))?,
+    );
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+        return Err(SetupError {
+            step: "re-open the private resolv.conf",
+            source: "the runtime directory changed under us".into(),
+        });
+    }
+    let source = format!("/proc/self/fd/{}", here.as_raw_fd());
     mount_bind(source.as_str(), "/etc/resolv.conf")
         .map_err(at("bind-mount the private resolv.conf over /etc/resolv.conf"))?;
     mount_remount(
