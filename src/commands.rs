@@ -1,6 +1,7 @@
 //! `up`, `exec` and `down`.
 
 use crate::dirs::Dirs;
+use crate::settings::Settings;
 use crate::launcher::Launcher;
 use crate::profile::{self, ProfileRef};
 use crate::runtime::Runtime;
@@ -10,8 +11,9 @@ use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use supervisor::profile_dir::{lock_profile, remove_profile_dir, LockedProfile};
+use supervisor::session::processes_in_netns;
 
 /// How long a command waits for another wg-wrap holding the profile lock.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,8 +25,14 @@ fn lock(runtime: &Runtime, name: &str) -> Result<LockedProfile> {
         .with_context(|| format!("lock profile {name}"))
 }
 
+/// What every command needs: where things are and the user's defaults.
+pub struct Ctx {
+    pub dirs: Dirs,
+    pub settings: Settings,
+}
+
 /// Parse and prepare a profile; nothing is changed if this fails.
-fn load_config(profile: &ProfileRef) -> Result<wgconf::Config> {
+fn load_config(ctx: &Ctx, profile: &ProfileRef) -> Result<wgconf::Config> {
     let parsed = profile::load(profile)?;
     for w in &parsed.warnings {
         eprintln!(
@@ -33,6 +41,9 @@ fn load_config(profile: &ProfileRef) -> Result<wgconf::Config> {
         );
     }
     let mut config = parsed.config;
+    if config.interface.mtu.is_none() {
+        config.interface.mtu = ctx.settings.mtu;
+    }
     profile::resolve_endpoints(&mut config)?;
     Ok(config)
 }
@@ -53,14 +64,42 @@ pub fn live_or_start(
     Ok((live, true))
 }
 
-pub fn up(dirs: &Dirs, arg: &str) -> Result<()> {
-    let profile = profile::resolve(arg, &dirs.config)?;
+/// How `up` should behave.
+pub struct UpOptions {
+    /// Wait this long for the first completed handshake.
+    pub wait: Option<Duration>,
+    /// Run the supervisor in the foreground (for systemd) instead of detaching.
+    pub foreground: bool,
+}
+
+pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
+    let profile = profile::resolve(arg, &ctx.dirs.config)?;
     // Validate before touching any state.
-    let config = load_config(&profile)?;
-    let runtime = Runtime::open(dirs)?;
+    let config = load_config(ctx, &profile)?;
+    let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock(&runtime, &profile.name)?;
+    if opts.foreground {
+        if let Some(live) = sessions::find_live(locked.dir.as_fd())? {
+            anyhow::bail!(
+                "{} is already up (supervisor pid {}); `down` it first to run it in the foreground",
+                profile.name,
+                live.state.supervisor_pid
+            );
+        }
+        sessions::set_hold(locked.dir.as_fd(), true)?;
+        return Err(sessions::exec_foreground(
+            runtime.profiles.as_fd(),
+            &locked.lock,
+            &profile.name,
+            &config,
+        ));
+    }
     let (live, started) = live_or_start(&runtime, &locked, &profile.name, || Ok(config))?;
     sessions::set_hold(locked.dir.as_fd(), true)?;
+    drop(locked);
+    if let Some(timeout) = opts.wait {
+        wait_for_handshake(&runtime, &profile.name, timeout)?;
+    }
     if started {
         println!(
             "wg-wrap: {} is up (supervisor pid {})",
@@ -75,9 +114,30 @@ pub fn up(dirs: &Dirs, arg: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn down(dirs: &Dirs, arg: &str) -> Result<()> {
-    let profile = profile::resolve(arg, &dirs.config)?;
-    let runtime = Runtime::open(dirs)?;
+fn wait_for_handshake(runtime: &Runtime, name: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = crate::status::query(runtime, name)?
+            .with_context(|| format!("{name} went down while waiting for a handshake"))?;
+        if status
+            .peers
+            .iter()
+            .any(|p| p.latest_handshake_secs_ago.is_some())
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "{name} is up, but no peer completed a handshake within {timeout:?} (check the Endpoint and keys; `wg-wrap status {name}` shows the peers)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
+    let profile = profile::resolve(arg, &ctx.dirs.config)?;
+    let runtime = Runtime::open(&ctx.dirs)?;
     if runtime.existing_profile_dir(&profile.name)?.is_none() {
         println!("wg-wrap: {} has no session", profile.name);
         return Ok(());
@@ -90,26 +150,46 @@ pub fn down(dirs: &Dirs, arg: &str) -> Result<()> {
         return Ok(());
     };
     sessions::set_hold(locked.dir.as_fd(), false)?;
-    let users = sessions::live_registrations(locked.dir.as_fd());
+    // Registered processes, and whatever they left running in the namespace.
+    let mut users = supervisor::profile_dir::live_registrations(locked.dir.as_fd());
+    for pid in processes_in_netns(live.state.netns, live.state.supervisor_pid) {
+        if !users.contains(&pid) {
+            users.push(pid);
+        }
+    }
     drop(locked);
-    if !users.is_empty() {
+    let timeout = if now {
+        // The supervisor ends every wrapped process (TERM, then KILL) and exits.
+        rustix::process::pidfd_send_signal(&live.pidfd, rustix::process::Signal::TERM)
+            .context("signal the supervisor")?;
+        supervisor::lifecycle::STOP_GRACE + DOWN_TIMEOUT
+    } else if !users.is_empty() {
         println!(
-            "wg-wrap: {} stays up while {} wrapped process(es) run: {:?}",
+            "wg-wrap: {} stays up while {} wrapped process(es) run: {:?} (`down --now` ends them)",
             profile.name,
             users.len(),
             users
         );
         return Ok(());
-    }
-    if !sessions::wait_exit(&live.pidfd, DOWN_TIMEOUT) {
+    } else {
+        DOWN_TIMEOUT
+    };
+    if !sessions::wait_exit(&live.pidfd, timeout) {
         anyhow::bail!(
-            "the supervisor of {} (pid {}) did not exit within {DOWN_TIMEOUT:?}",
+            "the supervisor of {} (pid {}) did not exit within {timeout:?}",
             profile.name,
             live.state.supervisor_pid
         );
     }
     println!("wg-wrap: {} is down", profile.name);
     Ok(())
+}
+
+pub fn reload(ctx: &Ctx, arg: &str) -> Result<i32> {
+    let profile = profile::resolve(arg, &ctx.dirs.config)?;
+    let config = load_config(ctx, &profile)?;
+    let runtime = Runtime::open(&ctx.dirs)?;
+    crate::status::reload(&runtime, &profile.name, &config)
 }
 
 /// The launcher command that enters a live session and runs `argv` there.
@@ -127,12 +207,14 @@ pub fn join_command(launcher: &Launcher, live: &Live, argv: &[OsString]) -> Comm
 }
 
 /// `exec`: join (or start) the session and become the command. Only returns on error.
-pub fn exec(dirs: &Dirs, arg: &str, argv: &[OsString]) -> Result<()> {
-    let profile = profile::resolve(arg, &dirs.config)?;
+pub fn exec(ctx: &Ctx, arg: &str, argv: &[OsString]) -> Result<()> {
+    let profile = profile::resolve(arg, &ctx.dirs.config)?;
     let launcher = Launcher::locate()?;
-    let runtime = Runtime::open(dirs)?;
+    let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock(&runtime, &profile.name)?;
-    let (live, _) = live_or_start(&runtime, &locked, &profile.name, || load_config(&profile))?;
+    let (live, _) = live_or_start(&runtime, &locked, &profile.name, || {
+        load_config(ctx, &profile)
+    })?;
     // Register ourselves: exec keeps our PID through the launcher into the command.
     let pid = std::process::id();
     sessions::register(locked.dir.as_fd(), pid)?;

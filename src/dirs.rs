@@ -12,6 +12,8 @@ pub struct Dirs {
     pub runtime: PathBuf,
     /// Whether `runtime` is the `/tmp` fallback (it then needs stricter checks).
     pub runtime_is_fallback: bool,
+    /// Whether `$WG_WRAP_RUNTIME_DIR` chose `runtime` (it beats the settings file).
+    runtime_from_env: bool,
 }
 
 impl Dirs {
@@ -26,6 +28,7 @@ impl Dirs {
             .or_else(|| nonempty("XDG_CONFIG_HOME").map(|p| p.join("wg-wrap")))
             .or_else(|| nonempty("HOME").map(|p| p.join(".config/wg-wrap")))
             .unwrap_or_else(|| PathBuf::from(".config/wg-wrap"));
+        let runtime_from_env = nonempty("WG_WRAP_RUNTIME_DIR").is_some();
         let (runtime, runtime_is_fallback) = match nonempty("WG_WRAP_RUNTIME_DIR") {
             Some(p) => (p, false),
             None => match nonempty("XDG_RUNTIME_DIR") {
@@ -39,7 +42,17 @@ impl Dirs {
             config,
             runtime,
             runtime_is_fallback,
+            runtime_from_env,
         }
+    }
+
+    /// Apply `runtime_dir` from the settings file unless the environment chose one.
+    pub fn with_settings(mut self, settings: &crate::settings::Settings) -> Dirs {
+        if let (false, Some(dir)) = (self.runtime_from_env, &settings.runtime_dir) {
+            self.runtime = dir.clone();
+            self.runtime_is_fallback = false;
+        }
+        self
     }
 }
 
@@ -79,6 +92,18 @@ mod tests {
         assert_eq!(d.runtime, PathBuf::from("/run/user/1000/wg-wrap"));
         let d = dirs(&[("HOME", "/home/u"), ("XDG_CONFIG_HOME", "")]);
         assert_eq!(d.config, PathBuf::from("/home/u/.config/wg-wrap"));
+    }
+
+    #[test]
+    fn settings_runtime_dir_loses_only_to_the_environment() {
+        let settings = crate::settings::Settings {
+            runtime_dir: Some("/s".into()),
+            ..Default::default()
+        };
+        let d = dirs(&[("XDG_RUNTIME_DIR", "/run/user/1000")]).with_settings(&settings);
+        assert_eq!(d.runtime, PathBuf::from("/s"));
+        let d = dirs(&[("WG_WRAP_RUNTIME_DIR", "/e")]).with_settings(&settings);
+        assert_eq!(d.runtime, PathBuf::from("/e"));
     }
 
     #[test]

@@ -15,12 +15,15 @@ mod launcher;
 mod profile;
 mod runtime;
 mod sessions;
+mod settings;
 mod spawn;
+mod status;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Exit status for wg-wrap's own failures (as `env`, `nice`, `timeout` use it).
 const EXIT_OWN_FAILURE: u8 = 125;
@@ -38,6 +41,13 @@ enum Cmd {
     Up {
         /// A profile name (looked up as NAME.conf in the config dir) or a path to a .conf.
         profile: String,
+        /// Also wait for the first completed handshake (SECS, default 10 or the
+        /// settings file's wait_timeout_secs).
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "")]
+        wait: Option<String>,
+        /// Run the supervisor in the foreground (for systemd); ^C or SIGTERM stops it.
+        #[arg(long)]
+        foreground: bool,
     },
     /// Run a command inside PROFILE's tunnel (starting it for the command if needed).
     Exec {
@@ -47,7 +57,25 @@ enum Cmd {
         command: Vec<OsString>,
     },
     /// Release `up`'s hold; the session ends when its last wrapped process exits.
-    Down { profile: String },
+    Down {
+        profile: String,
+        /// End the session now: wrapped processes get SIGTERM, then SIGKILL.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Show sessions and their peers, like `wg show`.
+    Status {
+        profile: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One line per running session.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply peer and key changes from PROFILE's file to its running session.
+    Reload { profile: String },
     /// Try wg-wrap against a built-in virtual peer on loopback (no VPN server needed).
     Demo {
         /// Command to run in the tunnel (default: fetch the peer's greeting).
@@ -61,7 +89,9 @@ enum Cmd {
         #[arg(long)]
         udp_fd: i32,
         #[arg(long)]
-        ready_fd: i32,
+        ready_fd: Option<i32>,
+        #[arg(long)]
+        lock_fd: Option<i32>,
         #[arg(long)]
         profiles_fd: i32,
         #[arg(long)]
@@ -96,29 +126,63 @@ fn main() -> ExitCode {
 }
 
 fn run(cmd: Cmd) -> Result<i32> {
-    let dirs = dirs::Dirs::from_env();
-    match cmd {
-        Cmd::Up { profile } => commands::up(&dirs, &profile).map(|()| 0),
-        Cmd::Down { profile } => commands::down(&dirs, &profile).map(|()| 0),
-        Cmd::Exec { profile, command } => commands::exec(&dirs, &profile, &command).map(|()| 0),
-        Cmd::Demo { command } => demo::run(&dirs, &command),
-        Cmd::Supervise {
-            config_fd,
-            udp_fd,
-            ready_fd,
-            profiles_fd,
+    if let Cmd::Supervise {
+        config_fd,
+        udp_fd,
+        ready_fd,
+        lock_fd,
+        profiles_fd,
+        profile,
+    } = cmd
+    {
+        use supervisor::sys::take_inherited_fd;
+        let args = supervisor::run::Args {
+            config: take_inherited_fd(config_fd).context("--config-fd")?,
+            udp: take_inherited_fd(udp_fd).context("--udp-fd")?,
+            ready: ready_fd
+                .map(take_inherited_fd)
+                .transpose()
+                .context("--ready-fd")?,
+            lock: lock_fd.map(take_inherited_fd).transpose().context("--lock-fd")?,
+            profiles: take_inherited_fd(profiles_fd).context("--profiles-fd")?,
             profile,
+        };
+        return Ok(supervisor::run::run(args));
+    }
+    let dirs = dirs::Dirs::from_env();
+    let settings = settings::Settings::load(&dirs.config)?;
+    let ctx = commands::Ctx {
+        dirs: dirs.with_settings(&settings),
+        settings,
+    };
+    let runtime = || runtime::Runtime::open(&ctx.dirs);
+    match cmd {
+        Cmd::Up {
+            profile,
+            wait,
+            foreground,
         } => {
-            use supervisor::sys::take_inherited_fd;
-            let args = supervisor::run::Args {
-                config: take_inherited_fd(config_fd).context("--config-fd")?,
-                udp: take_inherited_fd(udp_fd).context("--udp-fd")?,
-                ready: take_inherited_fd(ready_fd).context("--ready-fd")?,
-                profiles: take_inherited_fd(profiles_fd).context("--profiles-fd")?,
-                profile,
+            let wait = match wait.as_deref() {
+                None => None,
+                Some("") => Some(ctx.settings.wait_timeout_secs.unwrap_or(10)),
+                Some(s) => Some(
+                    s.parse::<u64>()
+                        .with_context(|| format!("--wait {s:?}: not a number of seconds"))?,
+                ),
             };
-            Ok(supervisor::run::run(args))
+            let opts = commands::UpOptions {
+                wait: wait.map(Duration::from_secs),
+                foreground,
+            };
+            commands::up(&ctx, &profile, &opts).map(|()| 0)
         }
+        Cmd::Down { profile, now } => commands::down(&ctx, &profile, now).map(|()| 0),
+        Cmd::Exec { profile, command } => commands::exec(&ctx, &profile, &command).map(|()| 0),
+        Cmd::Status { profile, json } => status::status(&runtime()?, profile.as_deref(), json),
+        Cmd::List { json } => status::list(&runtime()?, json),
+        Cmd::Reload { profile } => commands::reload(&ctx, &profile),
+        Cmd::Demo { command } => demo::run(&ctx.dirs, &command),
+        Cmd::Supervise { .. } => unreachable!("handled above"),
         Cmd::HttpGet { addr, path } => demo::http_get(&addr, &path),
         Cmd::DumpLauncher { path } => launcher::dump_embedded(&path).map(|()| 0),
     }

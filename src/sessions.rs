@@ -13,13 +13,13 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use supervisor::profile_dir::{clear_dir, list_dir, open_dir};
+use supervisor::profile_dir::{clear_dir, open_dir, read_small, ProfileLock};
 use supervisor::session::{
-    parse_pid_name, proc_start_time, NsId, SessionState, HOLD_FILE, LOG_FILE, PIDS_DIR, STATE_FILE,
+    netns_of, proc_start_time, SessionState, HOLD_FILE, LOG_FILE, PIDS_DIR, STATE_FILE,
 };
 
 /// How long a supervisor may take to report ready.
@@ -32,30 +32,6 @@ pub struct Live {
     pub pidfd: OwnedFd,
 }
 
-fn read_small(dir: BorrowedFd<'_>, name: &str) -> Option<String> {
-    let fd = fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    )
-    .ok()?;
-    let mut text = String::new();
-    std::fs::File::from(fd)
-        .take(4096)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
-}
-
-pub fn netns_of(pid: u32) -> Option<NsId> {
-    let st = fs::statat(fs::CWD, format!("/proc/{pid}/ns/net"), AtFlags::empty()).ok()?;
-    Some(NsId {
-        dev: st.st_dev,
-        ino: st.st_ino,
-    })
-}
-
 /// The live session of a locked profile directory, or `None` (after removing any
 /// stale state) when there is none.
 pub fn find_live(dir: BorrowedFd<'_>) -> Result<Option<Live>> {
@@ -66,7 +42,8 @@ pub fn find_live(dir: BorrowedFd<'_>) -> Result<Option<Live>> {
     Ok(None)
 }
 
-fn probe(dir: BorrowedFd<'_>) -> Option<Live> {
+/// The live session described by `state`, if its supervisor is provably alive.
+pub fn probe(dir: BorrowedFd<'_>) -> Option<Live> {
     let state = SessionState::parse(&read_small(dir, STATE_FILE)?).ok()?;
     let pid = state.supervisor_pid;
     // pidfd first, checks second: a PID recycled after the checks cannot matter, the
@@ -121,23 +98,6 @@ pub fn unregister(dir: BorrowedFd<'_>, pid: u32) {
     }
 }
 
-/// Registered processes that are still alive.
-pub fn live_registrations(dir: BorrowedFd<'_>) -> Vec<u32> {
-    let Ok(pids) = open_dir(dir, PIDS_DIR, false) else {
-        return Vec::new();
-    };
-    list_dir(pids.as_fd())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|n| parse_pid_name(n))
-        .filter(|pid| {
-            let recorded = read_small(pids.as_fd(), &pid.to_string())
-                .and_then(|t| t.trim().parse::<u64>().ok());
-            recorded.is_some() && recorded == proc_start_time(*pid)
-        })
-        .collect()
-}
-
 pub fn set_hold(dir: BorrowedFd<'_>, held: bool) -> Result<()> {
     if held {
         write_atomic(dir, HOLD_FILE, "")
@@ -168,7 +128,69 @@ pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
     }
 }
 
-/// Start a supervisor for `config` in the locked profile directory `dir`.
+/// Descriptors a starting supervisor inherits; they must outlive the spawn.
+struct Handover {
+    exe: OwnedFd,
+    config: OwnedFd,
+    udp: OwnedFd,
+}
+
+impl Handover {
+    fn new(config: &wgconf::Config) -> Result<Handover> {
+        Ok(Handover {
+            exe: fs::open(
+                "/proc/self/exe",
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .context("open our own executable")?,
+            config: spawn::sealed_memfd("wg-wrap-profile", wgconf::render(config).as_bytes())
+                .context("hand the profile over")?,
+            udp: hostsock::open_udp(config.interface.listen_port)?,
+        })
+    }
+
+    /// `launcher create [--detach] <exe> -- wg-wrap __supervise …`, with `extra`
+    /// (`--ready-fd N` or `--lock-fd N`) and `extra_fd` inherited as well.
+    fn command(
+        &self,
+        launcher: &Launcher,
+        profiles: BorrowedFd<'_>,
+        name: &str,
+        detach: bool,
+        extra: (&str, BorrowedFd<'_>),
+    ) -> Command {
+        let fd = |f: &dyn AsRawFd| f.as_raw_fd().to_string();
+        let mut cmd = launcher.command();
+        cmd.arg("create");
+        if detach {
+            cmd.arg("--detach");
+        }
+        cmd.arg(fd(&self.exe))
+            .arg("--")
+            .arg("wg-wrap")
+            .arg("__supervise")
+            .args(["--config-fd", &fd(&self.config)])
+            .args(["--udp-fd", &fd(&self.udp)])
+            .args(["--profiles-fd", &fd(&profiles)])
+            .args([extra.0, &fd(&extra.1)])
+            .args(["--profile", name]);
+        spawn::inherit_fds(
+            &mut cmd,
+            &[
+                self.exe.as_raw_fd(),
+                self.config.as_raw_fd(),
+                self.udp.as_raw_fd(),
+                profiles.as_raw_fd(),
+                extra.1.as_raw_fd(),
+            ],
+        );
+        cmd
+    }
+}
+
+/// Start a detached supervisor for `config` in the locked profile directory `dir`
+/// and wait until it reports ready.
 pub fn start(
     profiles: BorrowedFd<'_>,
     dir: BorrowedFd<'_>,
@@ -176,17 +198,9 @@ pub fn start(
     config: &wgconf::Config,
 ) -> Result<Live> {
     let launcher = Launcher::locate()?;
-    let udp = hostsock::open_udp(config.interface.listen_port)?;
-    let config_fd = spawn::sealed_memfd("wg-wrap-profile", wgconf::render(config).as_bytes())
-        .context("hand the profile over")?;
+    let handover = Handover::new(config)?;
     let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .context("create the readiness pipe")?;
-    let exe = fs::open(
-        "/proc/self/exe",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .context("open our own executable")?;
     let log = fs::openat(
         dir,
         LOG_FILE,
@@ -196,32 +210,10 @@ pub fn start(
     .context("create the supervisor log")?;
     let log = std::fs::File::from(log);
 
-    let fd = |f: &dyn AsRawFd| f.as_raw_fd().to_string();
-    let mut cmd = launcher.command();
-    cmd.arg("create")
-        .arg("--detach")
-        .arg(fd(&exe))
-        .arg("--")
-        .arg("wg-wrap")
-        .arg("__supervise")
-        .args(["--config-fd", &fd(&config_fd)])
-        .args(["--udp-fd", &fd(&udp)])
-        .args(["--ready-fd", &fd(&ready_w)])
-        .args(["--profiles-fd", &fd(&profiles)])
-        .args(["--profile", name])
-        .stdin(Stdio::null())
+    let mut cmd = handover.command(&launcher, profiles, name, true, ("--ready-fd", ready_w.as_fd()));
+    cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    spawn::inherit_fds(
-        &mut cmd,
-        &[
-            exe.as_raw_fd(),
-            config_fd.as_raw_fd(),
-            udp.as_raw_fd(),
-            ready_w.as_raw_fd(),
-            profiles.as_raw_fd(),
-        ],
-    );
     spawn::detach(&mut cmd);
     let mut child = cmd.spawn().context("start the launcher")?;
     // The launcher forks the supervisor away and exits at once.
@@ -229,10 +221,7 @@ pub fn start(
     drop(ready_w);
     drop(cmd);
     if !status.success() {
-        bail!(
-            "the launcher failed ({status}){}",
-            log_tail(dir)
-        );
+        bail!("the launcher failed ({status}){}", log_tail(dir));
     }
     let answer = read_ready(ready_r, READY_TIMEOUT)?;
     match answer.trim_end() {
@@ -243,7 +232,33 @@ pub fn start(
             other.strip_prefix("error: ").unwrap_or(other)
         ),
     }
-    probe(dir).with_context(|| format!("the supervisor reported ready but its state is missing{}", log_tail(dir)))
+    probe(dir).with_context(|| {
+        format!(
+            "the supervisor reported ready but its state is missing{}",
+            log_tail(dir)
+        )
+    })
+}
+
+/// Become the supervisor (for `up --foreground`): the lock passes to it and is
+/// released once the session is usable. Only returns on error.
+pub fn exec_foreground(
+    profiles: BorrowedFd<'_>,
+    lock: &ProfileLock,
+    name: &str,
+    config: &wgconf::Config,
+) -> anyhow::Error {
+    let launcher = match Launcher::locate() {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    let handover = match Handover::new(config) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    // `launcher` and `handover` hold the descriptors open until the exec.
+    let cmd = handover.command(&launcher, profiles, name, false, ("--lock-fd", lock.as_fd()));
+    spawn::exec(cmd)
 }
 
 fn read_ready(fd: OwnedFd, timeout: Duration) -> Result<String> {

@@ -62,7 +62,13 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus> 
 
 /// A read-only, sealed in-memory file holding `data`.
 pub fn sealed_memfd(name: &str, data: &[u8]) -> Result<OwnedFd> {
-    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    // Data, never code: say so, or hosts with vm.memfd_noexec = 2 refuse the memfd.
+    // Kernels before 6.3 do not know the flag (EINVAL).
+    let fd = match rustix::fs::memfd_create(name, flags | MemfdFlags::NOEXEC_SEAL) {
+        Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create(name, flags)?,
+        other => other?,
+    };
     let mut file = std::fs::File::from(fd);
     file.write_all(data)?;
     rustix::fs::fcntl_add_seals(

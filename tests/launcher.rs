@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{Mode, OFlags, SealFlags};
 use rustix::io::FdFlags;
-use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
 #[allow(dead_code)]
@@ -47,33 +47,51 @@ const NO_CAPS: &str = "0000000000000000";
 #[test]
 fn embedded_launcher_is_static_and_small() {
     eprintln!("launcher size: {} bytes", EMBEDDED.len());
-    assert!(EMBEDDED.len() < 64 * 1024, "launcher is {} bytes", EMBEDDED.len());
+    assert!(
+        EMBEDDED.len() < 64 * 1024,
+        "launcher is {} bytes",
+        EMBEDDED.len()
+    );
     let kinds = program_header_types(EMBEDDED);
     assert!(!kinds.is_empty(), "no program headers");
     const PT_DYNAMIC: u32 = 2;
     const PT_INTERP: u32 = 3;
-    assert!(!kinds.contains(&PT_INTERP), "launcher has PT_INTERP: not static");
-    assert!(!kinds.contains(&PT_DYNAMIC), "launcher has PT_DYNAMIC: needs relocation or libraries");
+    assert!(
+        !kinds.contains(&PT_INTERP),
+        "launcher has PT_INTERP: not static"
+    );
+    assert!(
+        !kinds.contains(&PT_DYNAMIC),
+        "launcher has PT_DYNAMIC: needs relocation or libraries"
+    );
 }
 
 #[test]
 fn dump_launcher_subcommand_writes_the_embedded_bytes() {
     let dir = TempDir::new();
     let path = dir.path().join("launcher");
-    let output = run(
-        Command::new(env!("CARGO_BIN_EXE_wg-wrap"))
-            .arg("__dump-launcher")
-            .arg(&path),
-    );
+    let output = run(Command::new(env!("CARGO_BIN_EXE_wg-wrap"))
+        .arg("__dump-launcher")
+        .arg(&path));
     assert!(output.status.success(), "{output:?}");
-    assert!(fs::read(&path).unwrap() == EMBEDDED, "dumped bytes differ from EMBEDDED");
-    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o755);
+    assert!(
+        fs::read(&path).unwrap() == EMBEDDED,
+        "dumped bytes differ from EMBEDDED"
+    );
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
 }
 
 #[test]
 fn embedded_launcher_runs_from_a_sealed_memfd() {
     let launcher = Launcher::embedded().unwrap();
-    assert!(launcher.path().starts_with("/proc/self/fd"), "{:?}", launcher.path());
+    assert!(
+        launcher.path().starts_with("/proc/self/fd"),
+        "{:?}",
+        launcher.path()
+    );
 
     // Seals belong to the inode, so a second open shows them.
     let reopened = fs::File::open(launcher.path()).unwrap();
@@ -91,7 +109,10 @@ fn embedded_launcher_runs_from_a_sealed_memfd() {
     let user = unprivileged();
     let id = inheritable_file("/usr/bin/id");
     let mut command = launcher.command();
-    command.arg("create").arg(id.as_raw_fd().to_string()).args(["--", "id", "-u"]);
+    command
+        .arg("create")
+        .arg(id.as_raw_fd().to_string())
+        .args(["--", "id", "-u"]);
     if let Some((uid, gid)) = user.switch {
         command.uid(uid).gid(gid);
     }
@@ -105,7 +126,10 @@ fn memfd_noexec_gives_a_clear_error() {
     const CHILD: &str = "WG_WRAP_TEST_MEMFD_NOEXEC_CHILD";
     if std::env::var_os(CHILD).is_some() {
         // In the private pid namespace below, with vm.memfd_noexec = 2.
-        let error = format!("{:#}", Launcher::embedded().err().expect("memfd was allowed"));
+        let error = format!(
+            "{:#}",
+            Launcher::embedded().err().expect("memfd was allowed")
+        );
         assert!(error.contains("vm.memfd_noexec"), "{error}");
         assert!(error.contains("WG_WRAP_LAUNCHER"), "{error}");
         return;
@@ -134,7 +158,11 @@ fn create_runs_the_command_as_the_caller() {
     let user = unprivileged();
     let bin = user.launcher_file();
     let id = inheritable_file("/usr/bin/id");
-    let output = run(user.command(&bin).arg("create").arg(fd_arg(&id)).args(["--", "id", "-u"]));
+    let output = run(user
+        .command(&bin)
+        .arg("create")
+        .arg(fd_arg(&id))
+        .args(["--", "id", "-u"]));
     assert!(output.status.success(), "{output:?}");
     assert_eq!(stdout(&output), format!("{}\n", user.uid));
 }
@@ -146,19 +174,27 @@ fn create_maps_ids_and_hands_over_two_ambient_capabilities() {
     let sh = inheritable_file("/bin/sh");
     let script = "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; \
                   grep -E '^Cap(Eff|Amb)' /proc/self/status; \
-                  ls /proc/self/fd; \
+                  if [ -e /proc/$$/fd/$0 ]; then echo exe-fd-open; else echo exe-fd-closed; fi; \
                   grep -c ' / / .*shared:' /proc/self/mountinfo || true";
-    let output = run(user.command(&bin).arg("create").arg(fd_arg(&sh)).args(["--", "sh", "-c", script]));
+    let output = run(user
+        .command(&bin)
+        .arg("create")
+        .arg(fd_arg(&sh))
+        .args(["--", "sh", "-c", script])
+        .arg(fd_arg(&sh)));
     assert!(output.status.success(), "{output:?}");
     let out = stdout(&output);
     let words: Vec<&str> = out.split_whitespace().collect();
     let (uid, gid) = (user.uid.to_string(), user.gid.to_string());
     assert_eq!(&words[..6], [&*uid, &*uid, "1", &*gid, &*gid, "1"], "{out}");
     assert_eq!(words[6], "deny", "{out}");
-    assert_eq!(&words[7..11], ["CapEff:", SUPERVISOR_CAPS, "CapAmb:", SUPERVISOR_CAPS], "{out}");
-    // The supervisor's own executable fd was closed at exec (ls's listing
-    // also shows the directory fd it opened itself).
-    assert!(!words.contains(&sh.as_raw_fd().to_string().as_str()), "exe fd leaked: {out}");
+    assert_eq!(
+        &words[7..11],
+        ["CapEff:", SUPERVISOR_CAPS, "CapAmb:", SUPERVISOR_CAPS],
+        "{out}"
+    );
+    // The supervisor's own executable's descriptor was closed at exec.
+    assert_eq!(words[11], "exe-fd-closed", "{out}");
     // `/` is private: no shared peer group left.
     assert_eq!(words.last(), Some(&"0"), "{out}");
 }
@@ -170,9 +206,18 @@ fn create_detach_returns_at_once_and_the_command_goes_on() {
     let dir = user.temp_dir();
     let done = dir.path().join("done");
     let sh = inheritable_file("/bin/sh");
-    let script = r#"sleep 0.2; echo "$$ $PPID" > "$0.tmp" && mv "$0.tmp" "$0""#;
+    // Waits (boundedly) for the test's go-ahead, then reports its PID and
+    // its parent's PID at that moment.
+    let script = r#"i=0; while [ ! -e "$0.go" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
+                    read -r _ _ _ ppid _ < /proc/$$/stat
+                    echo "$$ $ppid" > "$0.tmp" && mv "$0.tmp" "$0""#;
     let mut command = user.command(&bin);
-    command.arg("create").arg("--detach").arg(fd_arg(&sh)).args(["--", "sh", "-c", script]).arg(&done);
+    command
+        .arg("create")
+        .arg("--detach")
+        .arg(fd_arg(&sh))
+        .args(["--", "sh", "-c", script])
+        .arg(&done);
     // Not piped: the detached child would hold the pipe open.
     command.stdout(Stdio::null()).stderr(Stdio::null());
     let started = Instant::now();
@@ -182,6 +227,7 @@ fn create_detach_returns_at_once_and_the_command_goes_on() {
     let status = wait_with_timeout(child);
     assert!(status.success(), "{status:?}");
     assert!(!done.exists(), "launcher waited for the command");
+    fs::write(dir.path().join("done.go"), "").unwrap();
 
     let deadline = started + TIMEOUT;
     while !done.exists() {
@@ -214,7 +260,10 @@ fn create_rejects_bad_usage_and_fds() {
     ] {
         let output = run(user.command(&bin).args(args));
         assert_eq!(output.status.code(), Some(125), "{args:?}: {output:?}");
-        assert!(stderr(&output).starts_with("wg-wrap: usage:"), "{args:?}: {output:?}");
+        assert!(
+            stderr(&output).starts_with("wg-wrap: usage:"),
+            "{args:?}: {output:?}"
+        );
     }
     let output = run(user.command(&bin).args(["create", "987", "--", "id"]));
     assert_eq!(output.status.code(), Some(125), "{output:?}");
@@ -228,19 +277,28 @@ fn join_runs_the_command_unprivileged_in_the_namespace() {
     let user = unprivileged();
     let holder = Holder::start(&user);
     let bin = user.launcher_file();
-    let script = "id -u; readlink /proc/self/ns/net /proc/self/ns/user; grep -E '^Cap(Eff|Amb)' /proc/self/status; ls /proc/self/fd";
-    let output = run(holder.join(&user, &bin, "/", &["sh", "-c", script]));
+    let script = "id -u; readlink /proc/self/ns/net /proc/self/ns/user; \
+                  grep -E '^Cap(Eff|Amb)' /proc/self/status; \
+                  if [ -e /proc/$$/fd/$0 ]; then echo pidfd-open; else echo pidfd-closed; fi";
+    let pidfd = fd_arg(&holder.pidfd);
+    let output = run(&mut holder.join(&user, &bin, "/", &["sh", "-c", script, &pidfd]));
     assert!(output.status.success(), "{output:?}");
     let out = stdout(&output);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], user.uid.to_string(), "{out}");
     assert_eq!(lines[1], holder.ns_link("net"), "{out}");
     assert_eq!(lines[2], holder.ns_link("user"), "{out}");
-    assert_eq!(lines[3].split_whitespace().collect::<Vec<_>>(), ["CapEff:", NO_CAPS], "{out}");
-    assert_eq!(lines[4].split_whitespace().collect::<Vec<_>>(), ["CapAmb:", NO_CAPS], "{out}");
-    // The pidfd is closed before exec.
-    let fds: Vec<&str> = lines[5..].to_vec();
-    assert!(!fds.contains(&holder.pidfd.as_raw_fd().to_string().as_str()), "pidfd leaked: {fds:?}");
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["CapEff:", NO_CAPS],
+        "{out}"
+    );
+    assert_eq!(
+        lines[4].split_whitespace().collect::<Vec<_>>(),
+        ["CapAmb:", NO_CAPS],
+        "{out}"
+    );
+    assert_eq!(lines[5], "pidfd-closed", "{out}");
 }
 
 #[test]
@@ -262,7 +320,10 @@ fn join_refuses_another_network_namespace() {
     let holder = Holder::start(&user);
     let bin = user.launcher_file();
     let ours = fs::metadata("/proc/self/ns/net").unwrap();
-    for (dev, ino) in [(holder.net_dev, holder.net_ino + 1), (ours.dev(), ours.ino())] {
+    for (dev, ino) in [
+        (holder.net_dev, holder.net_ino + 1),
+        (ours.dev(), ours.ino()),
+    ] {
         let mut command = user.command(&bin);
         command
             .arg("join")
@@ -272,7 +333,10 @@ fn join_refuses_another_network_namespace() {
             .args(["/", "--", "id", "-u"]);
         let output = run(&mut command);
         assert_eq!(output.status.code(), Some(125), "{output:?}");
-        assert_eq!(stderr(&output), "wg-wrap: join: network namespace mismatch\n");
+        assert_eq!(
+            stderr(&output),
+            "wg-wrap: join: network namespace mismatch\n"
+        );
         assert_eq!(stdout(&output), "");
     }
 }
@@ -292,13 +356,43 @@ fn join_reports_exec_failures_like_a_shell() {
     fs::set_permissions(&not_a_program, fs::Permissions::from_mode(0o755)).unwrap();
 
     let cases: &[(&[&str], Option<&str>, i32, &str)] = &[
-        (&["wg-wrap-no-such-command"], None, 127, "wg-wrap: wg-wrap-no-such-command: command not found\n"),
-        (&["./no-such-file"], None, 127, "wg-wrap: exec ./no-such-file: ENOENT\n"),
-        (&["./not-executable"], None, 126, "wg-wrap: exec ./not-executable: EACCES\n"),
+        (
+            &["wg-wrap-no-such-command"],
+            None,
+            127,
+            "wg-wrap: wg-wrap-no-such-command: command not found\n",
+        ),
+        (
+            &["./no-such-file"],
+            None,
+            127,
+            "wg-wrap: exec ./no-such-file: ENOENT\n",
+        ),
+        (
+            &["./not-executable"],
+            None,
+            126,
+            "wg-wrap: exec ./not-executable: EACCES\n",
+        ),
         // Found only as a non-executable file in PATH: EACCES, as execvp.
-        (&["not-executable"], Some(cwd), 126, "wg-wrap: exec not-executable: EACCES\n"),
-        (&["./not-a-program"], None, 126, "wg-wrap: exec ./not-a-program: ENOEXEC\n"),
-        (&["bad\x1bname"], None, 127, "wg-wrap: bad\\x1bname: command not found\n"),
+        (
+            &["not-executable"],
+            Some(cwd),
+            126,
+            "wg-wrap: exec not-executable: EACCES\n",
+        ),
+        (
+            &["./not-a-program"],
+            None,
+            126,
+            "wg-wrap: exec ./not-a-program: ENOEXEC\n",
+        ),
+        (
+            &["bad\x1bname"],
+            None,
+            127,
+            "wg-wrap: bad\\x1bname: command not found\n",
+        ),
     ];
     for &(argv, path, code, message) in cases {
         let mut command = holder.join(&user, &bin, cwd, argv);
@@ -316,7 +410,12 @@ fn join_passes_argv_and_environment_intact() {
     let user = unprivileged();
     let holder = Holder::start(&user);
     let bin = user.launcher_file();
-    let mut command = holder.join(&user, &bin, "/", &["printf", "[%s]\\n", "a b", "", "'q'", "--", "-x", "\"d\""]);
+    let mut command = holder.join(
+        &user,
+        &bin,
+        "/",
+        &["printf", "[%s]\\n", "a b", "", "'q'", "--", "-x", "\"d\""],
+    );
     command.env("WG_WRAP_TEST_VAR", "v a l=ue");
     let output = run(&mut command);
     assert!(output.status.success(), "{output:?}");
@@ -324,10 +423,43 @@ fn join_passes_argv_and_environment_intact() {
 
     // No PATH at all: the default one finds printenv.
     let mut command = holder.join(&user, &bin, "/", &["printenv", "WG_WRAP_TEST_VAR"]);
-    command.env("WG_WRAP_TEST_VAR", "v a l=ue").env_remove("PATH");
+    command
+        .env("WG_WRAP_TEST_VAR", "v a l=ue")
+        .env_remove("PATH");
     let output = run(&mut command);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(stdout(&output), "v a l=ue\n");
+}
+
+#[test]
+fn join_works_nested_inside_the_session() {
+    // A command already in the session (no capabilities left) runs wg-wrap
+    // again: setns(USER) is EINVAL, setns(NET|MNT) EPERM, and the launcher
+    // goes on because it already is in the right network namespace.
+    let user = unprivileged();
+    let holder = Holder::start(&user);
+    let bin = user.launcher_file();
+    let inner_pidfd = pidfd_of(holder.child.id());
+    let script = r#""$0" join "$1" "$2" "$3" / -- sh -c 'id -u; readlink /proc/self/ns/net'"#;
+    let output = run(&mut holder.join(
+        &user,
+        &bin,
+        "/",
+        &[
+            "sh",
+            "-c",
+            script,
+            bin.to_str().unwrap(),
+            &fd_arg(&inner_pidfd),
+            &holder.net_dev.to_string(),
+            &holder.net_ino.to_string(),
+        ],
+    ));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        stdout(&output),
+        format!("{}\n{}\n", user.uid, holder.ns_link("net"))
+    );
 }
 
 // ------------------------------------------------------------------ helpers
@@ -360,7 +492,11 @@ fn unprivileged() -> User {
             )
         });
     let (uid, gid) = (entry[2].parse().unwrap(), entry[3].parse().unwrap());
-    User { uid, gid, switch: Some((uid, gid)) }
+    User {
+        uid,
+        gid,
+        switch: Some((uid, gid)),
+    }
 }
 
 impl User {
@@ -369,12 +505,16 @@ impl User {
         match self.switch {
             None => Command::new(program),
             Some((uid, gid)) => {
-                let mut command = Command::new("setpriv");
+                // Found now: the command's own PATH may be set for the launcher.
+                let mut command = Command::new(which("setpriv"));
                 command
                     .arg(format!("--reuid={uid}"))
                     .arg(format!("--regid={gid}"))
                     .args(["--clear-groups", "--"])
-                    .arg(program);
+                    .arg(program)
+                    // Root's PATH has entries this user may not search (like
+                    // /root/.cargo/bin), which make execvp answer EACCES.
+                    .env("PATH", "/usr/local/bin:/usr/bin:/bin");
                 command
             }
         }
@@ -423,7 +563,15 @@ impl Holder {
     fn start(user: &User) -> Holder {
         let child = user
             .command(Path::new("unshare"))
-            .args(["--user", "--map-current-user", "--net", "--mount", "--", "sleep", "30"])
+            .args([
+                "--user",
+                "--map-current-user",
+                "--net",
+                "--mount",
+                "--",
+                "sleep",
+                "30",
+            ])
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -447,7 +595,10 @@ impl Holder {
             if let Some(status) = holder.child.try_wait().unwrap() {
                 panic!("namespace holder exited early: {status}");
             }
-            assert!(Instant::now() < deadline, "namespace holder never got ready");
+            assert!(
+                Instant::now() < deadline,
+                "namespace holder never got ready"
+            );
             sleep(Duration::from_millis(5));
         }
         let net = fs::metadata(holder.proc_path("ns/net")).unwrap();
@@ -504,6 +655,15 @@ fn inheritable_file(path: &str) -> OwnedFd {
     rustix::fs::open(path, OFlags::RDONLY, Mode::empty()).unwrap()
 }
 
+/// `program` found in this process's PATH.
+fn which(program: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{program} not found in PATH"))
+}
+
 fn fd_arg(fd: &impl AsFd) -> String {
     fd.as_fd().as_raw_fd().to_string()
 }
@@ -511,13 +671,18 @@ fn fd_arg(fd: &impl AsFd) -> String {
 /// Waits up to [`TIMEOUT`] for `pid` to exit by itself, then kills it,
 /// through a pidfd so that a recycled PID is never hit.
 fn stop_if_alive(pid: u32) {
-    let Some(pid) = Pid::from_raw(pid as i32) else { return };
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return;
+    };
     let Ok(pidfd) = rustix::process::pidfd_open(pid, PidfdFlags::empty()) else {
         return; // already gone
     };
     // A pidfd becomes readable when its process exits.
     let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-    let timeout = Timespec { tv_sec: TIMEOUT.as_secs() as i64, tv_nsec: 0 };
+    let timeout = Timespec {
+        tv_sec: TIMEOUT.as_secs() as i64,
+        tv_nsec: 0,
+    };
     if rustix::event::poll(&mut fds, Some(&timeout)).unwrap_or(0) == 0 {
         let _ = rustix::process::pidfd_send_signal(&pidfd, Signal::KILL);
         panic!("detached command {pid:?} did not exit by itself");

@@ -30,7 +30,9 @@ use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -69,6 +71,7 @@ impl UdpIo for std::net::UdpSocket {
 }
 
 /// One configured peer.
+#[derive(Debug, Clone)]
 pub struct PeerConfig {
     pub public_key: [u8; 32],
     pub preshared_key: Option<[u8; 32]>,
@@ -77,10 +80,32 @@ pub struct PeerConfig {
     pub allowed_ips: Vec<wgconf::IpNet>,
 }
 
+/// A peer's cryptographic session and where it currently is. Shared between peer sets
+/// across a reload, so an unchanged peer keeps its session.
 struct Peer {
     public_key: [u8; 32],
+    preshared_key: Option<[u8; 32]>,
+    persistent_keepalive: Option<u16>,
+    /// Our receiver index for this peer (boringtun shifts it left by 8 bits).
+    index: u32,
     tunn: Mutex<Tunn>,
     endpoint: Mutex<Option<SocketAddr>>,
+}
+
+/// Everything a reload may replace, swapped as one unit.
+struct PeerSet {
+    private: StaticSecret,
+    public: PublicKey,
+    rate_limiter: Arc<RateLimiter>,
+    peers: Vec<(Arc<Peer>, Vec<wgconf::IpNet>)>,
+    routes: AllowedIps,
+    by_index: HashMap<u32, usize>,
+}
+
+impl PeerSet {
+    fn peer(&self, i: usize) -> &Peer {
+        &self.peers[i].0
+    }
 }
 
 /// Per-peer counters for `status`.
@@ -88,61 +113,129 @@ struct Peer {
 pub struct PeerStats {
     pub public_key: [u8; 32],
     pub endpoint: Option<SocketAddr>,
+    pub allowed_ips: Vec<wgconf::IpNet>,
+    pub persistent_keepalive: Option<u16>,
     pub last_handshake: Option<Duration>,
     pub tx_bytes: u64,
     pub rx_bytes: u64,
 }
 
+/// What a reload did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub kept: usize,
+    pub replaced: usize,
+    pub added: usize,
+    pub removed: usize,
+}
+
 pub struct Device<T: TunIo, U: UdpIo> {
     tun: T,
     udp: U,
-    private: StaticSecret,
-    public: PublicKey,
-    peers: Vec<Peer>,
-    routes: AllowedIps,
-    rate_limiter: Arc<RateLimiter>,
+    set: RwLock<Arc<PeerSet>>,
+    next_index: AtomicU32,
 }
 
 impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
     pub fn new(tun: T, udp: U, private_key: [u8; 32], peers: Vec<PeerConfig>) -> Self {
-        let private = StaticSecret::from(private_key);
-        let public = PublicKey::from(&private);
-        let rate_limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
-        let mut routes = AllowedIps::new();
-        let v6 = udp.is_ipv6();
-        let peers = peers
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| {
-                for net in &p.allowed_ips {
-                    routes.insert(*net, i);
-                }
-                // The index identifies the peer in replies (boringtun shifts it left by
-                // 8 bits, so it must stay below 2^24).
-                let tunn = Tunn::new(
-                    private.clone(),
-                    PublicKey::from(p.public_key),
-                    p.preshared_key,
-                    p.persistent_keepalive,
-                    i as u32,
-                    Some(rate_limiter.clone()),
-                );
-                Peer {
-                    public_key: p.public_key,
-                    tunn: Mutex::new(tunn),
-                    endpoint: Mutex::new(p.endpoint.map(|e| socket_form(e, v6))),
-                }
-            })
-            .collect();
-        Device {
+        let device = Device {
             tun,
             udp,
+            set: RwLock::new(Arc::new(PeerSet {
+                private: StaticSecret::from([0u8; 32]),
+                public: PublicKey::from([0u8; 32]),
+                rate_limiter: Arc::new(RateLimiter::new(&PublicKey::from([0u8; 32]), 1)),
+                peers: Vec::new(),
+                routes: AllowedIps::new(),
+                by_index: HashMap::new(),
+            })),
+            next_index: AtomicU32::new(0),
+        };
+        device.reconfigure(private_key, peers);
+        device
+    }
+
+    fn current(&self) -> Arc<PeerSet> {
+        self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Apply a new key and peer list, like `wg syncconf`: a peer whose public key,
+    /// preshared key and keepalive are unchanged keeps its session (and so every
+    /// connection through it); others get a fresh one; an endpoint given in the new
+    /// configuration replaces the roamed one.
+    pub fn reconfigure(&self, private_key: [u8; 32], peers: Vec<PeerConfig>) -> ReloadSummary {
+        let mut summary = ReloadSummary::default();
+        let old = self.current();
+        let private = StaticSecret::from(private_key);
+        let public = PublicKey::from(&private);
+        let same_key = public.as_bytes() == old.public.as_bytes();
+        let rate_limiter = if same_key {
+            old.rate_limiter.clone()
+        } else {
+            Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT))
+        };
+        let v6 = self.udp.is_ipv6();
+        let mut routes = AllowedIps::new();
+        let mut by_index = HashMap::new();
+        let mut entries = Vec::with_capacity(peers.len());
+        for (i, p) in peers.into_iter().enumerate() {
+            let reusable = old.peers.iter().map(|(peer, _)| peer).find(|peer| {
+                same_key
+                    && peer.public_key == p.public_key
+                    && peer.preshared_key == p.preshared_key
+                    && peer.persistent_keepalive == p.persistent_keepalive
+            });
+            let peer = match reusable {
+                Some(peer) => {
+                    summary.kept += 1;
+                    if let Some(e) = p.endpoint {
+                        *lock(&peer.endpoint) = Some(socket_form(e, v6));
+                    }
+                    peer.clone()
+                }
+                None => {
+                    let existed = old.peers.iter().any(|(peer, _)| peer.public_key == p.public_key);
+                    if existed {
+                        summary.replaced += 1;
+                    } else {
+                        summary.added += 1;
+                    }
+                    // Indices stay below 2^24: boringtun shifts them left by 8 bits.
+                    let index = self.next_index.fetch_add(1, Ordering::Relaxed) % (1 << 24);
+                    Arc::new(Peer {
+                        public_key: p.public_key,
+                        preshared_key: p.preshared_key,
+                        persistent_keepalive: p.persistent_keepalive,
+                        index,
+                        tunn: Mutex::new(Tunn::new(
+                            private.clone(),
+                            PublicKey::from(p.public_key),
+                            p.preshared_key,
+                            p.persistent_keepalive,
+                            index,
+                            Some(rate_limiter.clone()),
+                        )),
+                        endpoint: Mutex::new(p.endpoint.map(|e| socket_form(e, v6))),
+                    })
+                }
+            };
+            for net in &p.allowed_ips {
+                routes.insert(*net, i);
+            }
+            by_index.insert(peer.index, i);
+            entries.push((peer, p.allowed_ips));
+        }
+        summary.removed = old.peers.len() - summary.kept - summary.replaced;
+        let set = Arc::new(PeerSet {
             private,
             public,
-            peers,
-            routes,
             rate_limiter,
-        }
+            peers: entries,
+            routes,
+            by_index,
+        });
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
+        summary
     }
 
     /// Start the three data-plane threads. They run until the process exits.
@@ -164,13 +257,16 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
     }
 
     pub fn stats(&self) -> Vec<PeerStats> {
-        self.peers
+        let set = self.current();
+        set.peers
             .iter()
-            .map(|p| {
+            .map(|(p, allowed)| {
                 let (last_handshake, tx, rx, _, _) = lock(&p.tunn).stats();
                 PeerStats {
                     public_key: p.public_key,
                     endpoint: lock(&p.endpoint).map(canonical),
+                    allowed_ips: allowed.clone(),
+                    persistent_keepalive: p.persistent_keepalive,
                     last_handshake,
                     tx_bytes: tx as u64,
                     rx_bytes: rx as u64,
@@ -183,8 +279,13 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
     /// for one.
     fn initiate_handshakes(&self) {
         let mut out = vec![0u8; 256];
-        for peer in &self.peers {
-            let res = lock(&peer.tunn).format_handshake_initiation(&mut out, false);
+        for (peer, _) in &self.current().peers {
+            let mut tunn = lock(&peer.tunn);
+            if tunn.time_since_last_handshake().is_some() {
+                continue; // a kept peer with a live session
+            }
+            let res = tunn.format_handshake_initiation(&mut out, false);
+            drop(tunn);
             self.send_result(peer, res);
         }
     }
@@ -225,31 +326,31 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             let Some(dst) = Tunn::dst_address(packet) else {
                 continue;
             };
-            let Some(index) = self.routes.lookup(dst) else {
+            let set = self.current();
+            let Some(index) = set.routes.lookup(dst) else {
                 continue;
             };
-            let peer = &self.peers[index];
+            let peer = set.peer(index);
             let res = lock(&peer.tunn).encapsulate(packet, &mut out);
             self.send_result(peer, res);
         }
     }
 
     /// Which peer an incoming, MAC-verified packet belongs to.
-    fn demux(&self, packet: &Packet<'_>) -> Option<usize> {
+    fn demux(set: &PeerSet, packet: &Packet<'_>) -> Option<usize> {
         let receiver_idx = match packet {
             Packet::HandshakeInit(init) => {
-                let half = parse_handshake_anon(&self.private, &self.public, init).ok()?;
-                return self
+                let half = parse_handshake_anon(&set.private, &set.public, init).ok()?;
+                return set
                     .peers
                     .iter()
-                    .position(|p| p.public_key == half.peer_static_public);
+                    .position(|(p, _)| p.public_key == half.peer_static_public);
             }
             Packet::HandshakeResponse(r) => r.receiver_idx,
             Packet::PacketCookieReply(c) => c.receiver_idx,
             Packet::PacketData(d) => d.receiver_idx,
         };
-        let index = (receiver_idx >> 8) as usize;
-        (index < self.peers.len()).then_some(index)
+        set.by_index.get(&(receiver_idx >> 8)).copied()
     }
 
     fn inbound_loop(&self) {
@@ -263,11 +364,12 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                 Err(_) => continue,
             };
             let datagram = &buf[..n];
-            let index = match self
+            let set = self.current();
+            let index = match set
                 .rate_limiter
                 .verify_packet(Some(from.ip()), datagram, &mut out)
             {
-                Ok(packet) => self.demux(&packet),
+                Ok(packet) => Self::demux(&set, &packet),
                 Err(TunnResult::WriteToNetwork(cookie)) => {
                     let _ = self.udp.send_to(cookie, from);
                     continue;
@@ -275,12 +377,19 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                 Err(_) => continue,
             };
             let Some(index) = index else { continue };
-            self.handle_datagram(index, datagram, from, &mut out);
+            self.handle_datagram(&set, index, datagram, from, &mut out);
         }
     }
 
-    fn handle_datagram(&self, index: usize, datagram: &[u8], from: SocketAddr, out: &mut [u8]) {
-        let peer = &self.peers[index];
+    fn handle_datagram(
+        &self,
+        set: &PeerSet,
+        index: usize,
+        datagram: &[u8],
+        from: SocketAddr,
+        out: &mut [u8],
+    ) {
+        let peer = set.peer(index);
         let mut first = true;
         loop {
             let res = if first {
@@ -300,20 +409,20 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                     let _ = self.udp.send_to(datagram, from);
                 }
                 TunnResult::WriteToTunnelV4(packet, src) => {
-                    self.deliver(index, packet, IpAddr::V4(src));
+                    self.deliver(set, index, packet, IpAddr::V4(src));
                     return;
                 }
                 TunnResult::WriteToTunnelV6(packet, src) => {
-                    self.deliver(index, packet, IpAddr::V6(src));
+                    self.deliver(set, index, packet, IpAddr::V6(src));
                     return;
                 }
             }
         }
     }
 
-    fn deliver(&self, index: usize, packet: &[u8], src: IpAddr) {
+    fn deliver(&self, set: &PeerSet, index: usize, packet: &[u8], src: IpAddr) {
         // Keepalives decrypt to an empty packet: nothing to deliver.
-        if packet.is_empty() || !self.routes.allows(index, src) {
+        if packet.is_empty() || !set.routes.allows(index, src) {
             return;
         }
         let _ = self.tun.send(packet);
@@ -324,7 +433,8 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         let mut last_reset = Instant::now();
         loop {
             thread::sleep(TIMER_TICK);
-            for peer in &self.peers {
+            let set = self.current();
+            for (peer, _) in &set.peers {
                 let res = lock(&peer.tunn).update_timers(&mut out);
                 if let TunnResult::Err(WireGuardError::ConnectionExpired) = res {
                     continue;
@@ -332,10 +442,25 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                 self.send_result(peer, res);
             }
             if last_reset.elapsed() >= Duration::from_secs(1) {
-                self.rate_limiter.reset_count();
+                set.rate_limiter.reset_count();
                 last_reset = Instant::now();
             }
         }
+    }
+}
+
+impl<T: TunIo + 'static, U: UdpIo + 'static> crate::control::Tunnel for Device<T, U> {
+    fn stats(&self) -> Vec<PeerStats> {
+        Device::stats(self)
+    }
+    fn reconfigure(&self, private_key: [u8; 32], peers: Vec<PeerConfig>) -> ReloadSummary {
+        let summary = Device::reconfigure(self, private_key, peers);
+        // New peers should not wait for traffic to start their handshake.
+        self.initiate_handshakes();
+        summary
+    }
+    fn ipv6_socket(&self) -> bool {
+        self.udp.is_ipv6()
     }
 }
 

@@ -25,6 +25,8 @@
 
 #![deny(unsafe_code)]
 
+#[cfg(target_os = "linux")]
+pub mod control;
 pub mod dns;
 pub mod netsetup;
 pub mod routing;

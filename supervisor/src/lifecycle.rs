@@ -6,9 +6,18 @@
 //! down is made holding the profile lock, after a final rescan, so an `exec` that
 //! registers under the same lock either sees no session (and starts a new one) or is
 //! seen by this rescan — never joins a dying session.
+//!
+//! A wrapped command may fork and exit (daemons, browsers re-executing themselves):
+//! when the last registered process is gone, every process still inside our network
+//! namespace is adopted and watched the same way. SIGTERM, SIGINT and SIGHUP mean
+//! "stop now" (`down --now`, systemd stopping `up --foreground`): every process in the
+//! namespace gets SIGTERM, then SIGKILL after a grace period, and the session ends.
 
 use crate::profile_dir::{self, list_dir, lock_dir, open_dir, ProfileLock};
-use crate::session::{parse_pid_name, proc_start_time, HOLD_FILE, PIDS_DIR};
+use crate::session::{
+    netns_of, parse_pid_name, proc_start_time, processes_in_netns, NsId, HOLD_FILE, PIDS_DIR,
+};
+use rustix::process::{pidfd_send_signal, Signal};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{self, inotify, AtFlags};
 use rustix::io::Errno;
@@ -20,12 +29,37 @@ use std::time::Duration;
 
 /// Safety net: rescan now and then even if an event was somehow missed.
 const RESCAN: Duration = Duration::from_secs(5);
+/// How long wrapped processes get between SIGTERM and SIGKILL when stopping.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// A process that keeps the session alive.
+struct Watched {
+    pid: u32,
+    pidfd: OwnedFd,
+    /// Registered in `pids/` (removing the file unregisters it); otherwise adopted
+    /// from the namespace.
+    registered: bool,
+}
+
+/// Why the session ends.
+pub enum End {
+    /// Nothing holds it any more; the profile lock is held.
+    Idle(ProfileLock),
+    /// A stop signal arrived; wrapped processes have been ended. The lock is held
+    /// unless the directory is already gone.
+    Stopped(Option<ProfileLock>),
+    /// The profile directory was removed under us.
+    Gone,
+}
 
 pub struct Lifecycle {
     dir: OwnedFd,
     pids: OwnedFd,
     inotify: OwnedFd,
-    watched: Vec<(u32, OwnedFd)>,
+    /// Becomes readable when a stop signal arrives.
+    signals: std::os::unix::net::UnixStream,
+    netns: NsId,
+    watched: Vec<Watched>,
 }
 
 impl Lifecycle {
@@ -41,41 +75,130 @@ impl Lifecycle {
         for fd in [&pids, &dir] {
             inotify::add_watch(&inotify, fd_path(fd), mask)?;
         }
+        let (signals, notify) = std::os::unix::net::UnixStream::pair()?;
+        signals.set_nonblocking(true)?;
+        notify.set_nonblocking(true)?;
+        for sig in [
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
+        ] {
+            signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
+        }
+        let netns = netns_of(std::process::id())
+            .ok_or_else(|| io::Error::other("cannot read our own network namespace"))?;
         Ok(Lifecycle {
             dir,
             pids,
             inotify,
+            signals,
+            netns,
             watched: Vec::new(),
         })
     }
 
-    /// Block until nothing holds the session; returns with the profile lock held, so
-    /// the caller can remove the session's files before anyone else looks.
-    pub fn wait_until_idle(&mut self) -> io::Result<Option<ProfileLock>> {
+    /// Block until nothing holds the session or a stop signal arrives; returns with
+    /// the profile lock held, so the caller can remove the session's files before
+    /// anyone else looks.
+    pub fn run(&mut self) -> io::Result<End> {
         loop {
             self.scan()?;
-            if self.watched.is_empty() && !self.held()? {
+            if self.is_idle()? {
                 // Decide under the lock, after one more look.
                 let Some(lock) = lock_dir(self.dir.as_fd(), Duration::from_secs(30))? else {
-                    return Ok(None);
+                    return Ok(End::Gone);
                 };
                 self.scan()?;
-                if self.watched.is_empty() && !self.held()? {
-                    return Ok(Some(lock));
+                if self.is_idle()? {
+                    return Ok(End::Idle(lock));
                 }
                 drop(lock);
             }
-            self.wait_for_event()?;
+            if self.wait_for_event()? {
+                self.stop_everything();
+                return Ok(End::Stopped(lock_dir(self.dir.as_fd(), Duration::from_secs(30))?));
+            }
         }
+    }
+
+    /// Nothing registered, no hold, and — after adopting them — no process left in
+    /// the namespace.
+    fn is_idle(&mut self) -> io::Result<bool> {
+        if !self.watched.is_empty() || self.held()? {
+            return Ok(false);
+        }
+        self.adopt_namespace_processes();
+        Ok(self.watched.is_empty())
+    }
+
+    fn adopt_namespace_processes(&mut self) {
+        for pid in processes_in_netns(self.netns, std::process::id()) {
+            let Some(p) = Pid::from_raw(pid as i32) else { continue };
+            // Open first, check second: the pidfd then surely names a process that
+            // was in our namespace.
+            let Ok(pidfd) = pidfd_open(p, PidfdFlags::empty()) else { continue };
+            if netns_of(pid) == Some(self.netns) {
+                self.watched.push(Watched {
+                    pid,
+                    pidfd,
+                    registered: false,
+                });
+            }
+        }
+    }
+
+    /// SIGTERM everything in the namespace, SIGKILL what is left after the grace
+    /// period.
+    fn stop_everything(&mut self) {
+        self.adopt_namespace_processes();
+        for w in &self.watched {
+            let _ = pidfd_send_signal(&w.pidfd, Signal::TERM);
+        }
+        let deadline = std::time::Instant::now() + STOP_GRACE;
+        while !self.watched.is_empty() && std::time::Instant::now() < deadline {
+            self.reap_exited(Duration::from_millis(50));
+        }
+        for w in &self.watched {
+            let _ = pidfd_send_signal(&w.pidfd, Signal::KILL);
+        }
+        self.watched.clear();
+        // Anything that slipped in meanwhile (a fork during the grace period).
+        for pid in processes_in_netns(self.netns, std::process::id()) {
+            if let Some(p) = Pid::from_raw(pid as i32) {
+                if let Ok(fd) = pidfd_open(p, PidfdFlags::empty()) {
+                    let _ = pidfd_send_signal(&fd, Signal::KILL);
+                }
+            }
+        }
+    }
+
+    /// Drop watched processes that have exited (waiting up to `timeout`).
+    fn reap_exited(&mut self, timeout: Duration) {
+        let mut fds: Vec<PollFd<'_>> = self
+            .watched
+            .iter()
+            .map(|w| PollFd::new(&w.pidfd, PollFlags::IN))
+            .collect();
+        let ts = Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: timeout.subsec_nanos() as i64,
+        };
+        let _ = poll(&mut fds, Some(&ts));
+        let exited: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        let mut i = 0;
+        self.watched.retain(|w| {
+            let keep = !exited[i];
+            i += 1;
+            if !keep && w.registered {
+                let _ = fs::unlinkat(&self.pids, w.pid.to_string().as_str(), AtFlags::empty());
+            }
+            keep
+        });
     }
 
     pub fn dir(&self) -> &OwnedFd {
         &self.dir
-    }
-
-    /// Registered processes still alive (for status).
-    pub fn watched_pids(&self) -> Vec<u32> {
-        self.watched.iter().map(|(p, _)| *p).collect()
     }
 
     fn held(&self) -> io::Result<bool> {
@@ -90,8 +213,9 @@ impl Lifecycle {
     fn scan(&mut self) -> io::Result<()> {
         let names = list_dir(self.pids.as_fd())?;
         // A removed file is an explicit unregistration (the process may live on).
-        self.watched
-            .retain(|(pid, _)| names.iter().any(|n| parse_pid_name(n) == Some(*pid)));
+        self.watched.retain(|w| {
+            !w.registered || names.iter().any(|n| parse_pid_name(n) == Some(w.pid))
+        });
         for name in names {
             if name.starts_with(".tmp-") {
                 continue; // a registration being written; its rename wakes us again
@@ -100,11 +224,16 @@ impl Lifecycle {
                 self.unregister(&name);
                 continue;
             };
-            if self.watched.iter().any(|(p, _)| *p == pid) {
+            if let Some(w) = self.watched.iter_mut().find(|w| w.pid == pid) {
+                w.registered = true;
                 continue;
             }
             match self.verify(pid, &name) {
-                Some(pidfd) => self.watched.push((pid, pidfd)),
+                Some(pidfd) => self.watched.push(Watched {
+                    pid,
+                    pidfd,
+                    registered: true,
+                }),
                 None => self.unregister(&name),
             }
         }
@@ -138,11 +267,13 @@ impl Lifecycle {
         let _ = fs::unlinkat(&self.pids, name, AtFlags::empty());
     }
 
-    fn wait_for_event(&mut self) -> io::Result<()> {
-        let mut fds = Vec::with_capacity(1 + self.watched.len());
+    /// Wait for a registration change, an exit or a signal; true on a stop signal.
+    fn wait_for_event(&mut self) -> io::Result<bool> {
+        let mut fds = Vec::with_capacity(2 + self.watched.len());
+        fds.push(PollFd::new(&self.signals, PollFlags::IN));
         fds.push(PollFd::new(&self.inotify, PollFlags::IN));
-        for (_, pidfd) in &self.watched {
-            fds.push(PollFd::new(pidfd, PollFlags::IN));
+        for w in &self.watched {
+            fds.push(PollFd::new(&w.pidfd, PollFlags::IN));
         }
         let timeout = Timespec {
             tv_sec: RESCAN.as_secs() as i64,
@@ -152,19 +283,17 @@ impl Lifecycle {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
-        let exited: Vec<usize> = fds[1..]
-            .iter()
-            .enumerate()
-            .filter(|(_, fd)| !fd.revents().is_empty())
-            .map(|(i, _)| i)
-            .collect();
+        let stop = !fds[0].revents().is_empty();
+        let any_exit = fds[2..].iter().any(|fd| !fd.revents().is_empty());
         drop(fds);
-        for i in exited.into_iter().rev() {
-            let (pid, _) = self.watched.remove(i);
-            self.unregister(&pid.to_string());
+        if stop {
+            return Ok(true);
+        }
+        if any_exit {
+            self.reap_exited(Duration::ZERO);
         }
         self.drain_inotify();
-        Ok(())
+        Ok(false)
     }
 
     fn drain_inotify(&self) {

@@ -70,6 +70,22 @@ fn family(ip: IpAddr) -> AddressFamily {
     }
 }
 
+fn route_message(index: u32, dest: IpNet) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family(dest.addr());
+    msg.header.destination_prefix_length = dest.prefix();
+    msg.header.table = netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Static;
+    msg.header.scope = RouteScope::Link;
+    msg.header.kind = RouteType::Unicast;
+    if dest.prefix() > 0 {
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dest.addr())));
+    }
+    msg.attributes.push(RouteAttribute::Oif(index));
+    msg
+}
+
 impl NetOps for Rtnetlink {
     fn set_link_up(&mut self, index: u32) -> io::Result<()> {
         let mut link = LinkMessage::default();
@@ -97,22 +113,14 @@ impl NetOps for Rtnetlink {
     }
 
     fn add_route(&mut self, index: u32, dest: IpNet) -> io::Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = family(dest.addr());
-        msg.header.destination_prefix_length = dest.prefix();
-        msg.header.table = netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Static;
-        msg.header.scope = RouteScope::Link;
-        msg.header.kind = RouteType::Unicast;
-        if dest.prefix() > 0 {
-            msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::from(dest.addr())));
-        }
-        msg.attributes.push(RouteAttribute::Oif(index));
         self.request(
-            RouteNetlinkMessage::NewRoute(msg),
+            RouteNetlinkMessage::NewRoute(route_message(index, dest)),
             NLM_F_CREATE | NLM_F_REPLACE,
         )
+    }
+
+    fn del_route(&mut self, index: u32, dest: IpNet) -> io::Result<()> {
+        self.request(RouteNetlinkMessage::DelRoute(route_message(index, dest)), 0)
     }
 
     fn allow_ping_for_group(&mut self, gid: u32) -> io::Result<()> {

@@ -23,6 +23,8 @@ pub trait NetOps {
     fn add_address(&mut self, index: u32, addr: IpNet) -> io::Result<()>;
     /// Route a prefix to a link (replacing any route for the same prefix).
     fn add_route(&mut self, index: u32, dest: IpNet) -> io::Result<()>;
+    /// Remove the route for a prefix from a link (used by `reload`).
+    fn del_route(&mut self, index: u32, dest: IpNet) -> io::Result<()>;
     /// Allow unprivileged ICMP echo sockets for this group (`net.ipv4.ping_group_range`).
     fn allow_ping_for_group(&mut self, gid: u32) -> io::Result<()>;
 }
@@ -112,6 +114,9 @@ pub(crate) mod fake {
         }
         fn add_route(&mut self, index: u32, dest: IpNet) -> io::Result<()> {
             self.record(format!("route {index} {dest}"))
+        }
+        fn del_route(&mut self, index: u32, dest: IpNet) -> io::Result<()> {
+            self.record(format!("unroute {index} {dest}"))
         }
         fn allow_ping_for_group(&mut self, gid: u32) -> io::Result<()> {
             self.record(format!("ping {gid}"))

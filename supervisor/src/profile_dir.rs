@@ -33,7 +33,14 @@ pub fn open_dir(parent: BorrowedFd<'_>, name: &str, create: bool) -> io::Result<
 
 /// A held profile lock; released when dropped.
 pub struct ProfileLock {
-    _fd: OwnedFd,
+    fd: OwnedFd,
+}
+
+impl ProfileLock {
+    /// The locked descriptor, to hand the lock to a process we start.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
 }
 
 /// The profile directory together with its lock.
@@ -76,7 +83,7 @@ pub fn lock_dir(dir: BorrowedFd<'_>, timeout: Duration) -> io::Result<Option<Pro
         }
     }
     match fs::statat(dir, LOCK_FILE, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if same_inode(&st, &fs::fstat(&fd)?) => Ok(Some(ProfileLock { _fd: fd })),
+        Ok(st) if same_inode(&st, &fs::fstat(&fd)?) => Ok(Some(ProfileLock { fd })),
         Ok(_) | Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -144,6 +151,42 @@ pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
         }
     }
     Ok(names)
+}
+
+/// Registered processes that are still alive: the `pids/` entries whose recorded
+/// start time matches the live process (a recycled PID does not count).
+pub fn live_registrations(dir: BorrowedFd<'_>) -> Vec<u32> {
+    let Ok(pids) = open_dir(dir, PIDS_DIR, false) else {
+        return Vec::new();
+    };
+    list_dir(pids.as_fd())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| crate::session::parse_pid_name(n))
+        .filter(|pid| {
+            let recorded = read_small(pids.as_fd(), &pid.to_string())
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            recorded.is_some() && recorded == crate::session::proc_start_time(*pid)
+        })
+        .collect()
+}
+
+/// A small file below `dir` (at most 4 KiB), never following a symlink.
+pub fn read_small(dir: BorrowedFd<'_>, name: &str) -> Option<String> {
+    use std::io::Read;
+    let fd = fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 /// Remove a whole profile directory (teardown or stale cleanup), lock file last.

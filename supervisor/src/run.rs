@@ -1,12 +1,15 @@
 //! The supervisor's life, in order (see the crate docs for the theory of operation).
 
-use crate::dataplane::{Device, PeerConfig, TunIo};
+use crate::control::{peer_configs, Control, SessionInfo};
+use crate::dataplane::{Device, TunIo};
 use crate::dns::render_resolv_conf;
-use crate::lifecycle::{self, Lifecycle};
+use crate::lifecycle::{self, End, Lifecycle};
 use crate::netlink::Rtnetlink;
 use crate::netsetup;
-use crate::profile_dir::open_dir;
-use crate::session::{proc_start_time, NsId, SessionState, RESOLV_FILE, STATE_FILE};
+use crate::profile_dir::{live_registrations, open_dir};
+use crate::session::{
+    proc_start_time, NsId, SessionState, CTL_SOCKET, HOLD_FILE, RESOLV_FILE, STATE_FILE,
+};
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::mount::{mount_bind, mount_remount, MountFlags};
 use rustix::thread::{CapabilitySet, CapabilitySets};
@@ -14,9 +17,10 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::os::unix::net::UnixListener;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-use wgconf::{Config, Endpoint};
+use wgconf::Config;
 
 pub const DEFAULT_MTU: u16 = 1420;
 /// The tunnel device's name inside the private namespace.
@@ -29,7 +33,11 @@ pub struct Args {
     /// The UDP socket, opened on the host before isolation.
     pub udp: OwnedFd,
     /// Write end of the readiness pipe: "ready\n" or "error: …\n", then closed.
-    pub ready: OwnedFd,
+    /// Absent in the foreground (`up --foreground`), where errors go to stderr.
+    pub ready: Option<OwnedFd>,
+    /// The profile lock, held by the CLI that started us in the foreground; released
+    /// once the session is usable (so no other command can start a second one).
+    pub lock: Option<OwnedFd>,
     /// The runtime `profiles/` directory.
     pub profiles: OwnedFd,
     pub profile: String,
@@ -68,51 +76,81 @@ impl TunIo for tun_rs::SyncDevice {
     }
 }
 
-/// Run the supervisor; returns the process exit code.
-pub fn run(args: Args) -> i32 {
-    let mut ready = std::fs::File::from(args.ready);
-    let dir = match setup(&args.config, args.udp, &args.profiles, &args.profile) {
-        Ok(dir) => dir,
-        Err(e) => {
-            let _ = writeln!(ready, "error: {e}");
-            return 1;
-        }
-    };
-    let mut lifecycle = match Lifecycle::new(dir).and_then(|l| {
-        write_state(l.dir())?;
-        Ok(l)
-    }) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = writeln!(ready, "error: start the session lifecycle: {e}");
-            return 1;
-        }
-    };
-    let _ = writeln!(ready, "ready");
-    drop(ready);
-    eprintln!("wg-wrap supervisor: session {} is up", args.profile);
+/// Registrations and the hold, read from the profile directory for `status`.
+struct DirSession(OwnedFd);
 
-    match lifecycle.wait_until_idle() {
-        Ok(Some(_lock)) => {
-            // Exiting with the lock held: nobody can observe a half-removed session.
-            if let Err(e) = lifecycle::teardown(&args.profiles, &args.profile, lifecycle.dir()) {
-                eprintln!("wg-wrap supervisor: removing the session files failed: {e}");
-            }
-            0
-        }
-        Ok(None) => 0,
-        Err(e) => {
-            eprintln!("wg-wrap supervisor: watching the session failed: {e}");
-            1
-        }
+impl SessionInfo for DirSession {
+    fn held(&self) -> bool {
+        fs::statat(&self.0, HOLD_FILE, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    }
+    fn wrapped_pids(&self) -> Vec<u32> {
+        live_registrations(self.0.as_fd())
     }
 }
 
-fn setup(config_fd: &OwnedFd, udp: OwnedFd, profiles: &OwnedFd, name: &str) -> Result<OwnedFd, SetupError> {
+/// Run the supervisor; returns the process exit code.
+pub fn run(args: Args) -> i32 {
+    let mut ready = args.ready.map(std::fs::File::from);
+    let mut report = |line: &str| match ready.as_mut() {
+        Some(pipe) => {
+            let _ = writeln!(pipe, "{line}");
+        }
+        None => eprintln!("wg-wrap supervisor: {line}"),
+    };
+    let started = (|| -> Result<Lifecycle, SetupError> {
+        let dir = open_dir(args.profiles.as_fd(), &args.profile, false)
+            .map_err(at("open the profile directory"))?;
+        let control = setup(&args.config, args.udp, &dir, &args.profile)?;
+        let lifecycle = Lifecycle::new(dir).map_err(at("watch the session"))?;
+        let listener = bind_control_socket(lifecycle.dir())?;
+        control.serve(listener).map_err(at("serve the control socket"))?;
+        write_state(lifecycle.dir()).map_err(at("write the session state"))?;
+        Ok(lifecycle)
+    })();
+    let mut lifecycle = match started {
+        Ok(l) => l,
+        Err(e) => {
+            report(&format!("error: {e}"));
+            return 1;
+        }
+    };
+    report("ready");
+    drop(ready);
+    drop(args.lock);
+    eprintln!("wg-wrap supervisor: session {} is up", args.profile);
+
+    let lock = match lifecycle.run() {
+        Ok(End::Idle(lock)) => Some(lock),
+        Ok(End::Stopped(lock)) => {
+            eprintln!("wg-wrap supervisor: stopped by signal");
+            lock
+        }
+        Ok(End::Gone) => None,
+        Err(e) => {
+            eprintln!("wg-wrap supervisor: watching the session failed: {e}");
+            return 1;
+        }
+    };
+    if let Some(_lock) = lock {
+        // Exiting with the lock held: nobody can observe a half-removed session.
+        if let Err(e) = lifecycle::teardown(&args.profiles, &args.profile, lifecycle.dir()) {
+            eprintln!("wg-wrap supervisor: removing the session files failed: {e}");
+            return 1;
+        }
+    }
+    0
+}
+
+/// Steps 1-6 of the theory of operation; returns the control server for the session.
+fn setup(
+    config_fd: &OwnedFd,
+    udp: OwnedFd,
+    dir: &OwnedFd,
+    name: &str,
+) -> Result<Arc<Control>, SetupError> {
     // Don't pin the caller's working directory's mount.
     std::env::set_current_dir("/").map_err(at("chdir /"))?;
     let config = read_config(config_fd)?;
-    let dir = open_dir(profiles.as_fd(), name, false).map_err(at("open the profile directory"))?;
 
     let mtu = config.interface.mtu.unwrap_or(DEFAULT_MTU);
     let tun = tun_rs::DeviceBuilder::new()
@@ -131,35 +169,48 @@ fn setup(config_fd: &OwnedFd, udp: OwnedFd, profiles: &OwnedFd, name: &str) -> R
     .map_err(at("configure the network namespace"))?;
 
     if !config.interface.dns.is_empty() {
-        install_resolv_conf(&dir, &config)?;
+        install_resolv_conf(dir, &config)?;
     }
     drop_mount_capability().map_err(at("drop CAP_SYS_ADMIN"))?;
 
     let udp = UdpSocket::from(udp);
     let v6 = matches!(udp.local_addr(), Ok(std::net::SocketAddr::V6(_)));
-    let peers = config
-        .peers
-        .iter()
-        .map(|p| PeerConfig {
-            public_key: *p.public_key.as_bytes(),
-            preshared_key: p.preshared_key.map(|k| *k.as_bytes()),
-            endpoint: match &p.endpoint {
-                Some(Endpoint::Addr(a)) => Some(crate::dataplane::socket_form(*a, v6)),
-                // The CLI resolves names on the host before handing the profile over.
-                Some(Endpoint::Host { .. }) | None => None,
-            },
-            persistent_keepalive: p.persistent_keepalive,
-            allowed_ips: p.allowed_ips.clone(),
-        })
-        .collect();
     let device = Arc::new(Device::new(
         tun,
         udp,
         *config.interface.private_key.as_bytes(),
-        peers,
+        peer_configs(&config, v6),
     ));
     device.start().map_err(at("start the data plane"))?;
-    Ok(dir)
+    let session_dir = dir.try_clone().map_err(at("open the profile directory"))?;
+    Ok(Arc::new(Control {
+        name: name.to_owned(),
+        supervisor_pid: std::process::id(),
+        started_unix: now_unix(),
+        tun_index,
+        tunnel: device,
+        session: Arc::new(DirSession(session_dir)),
+        net: Mutex::new(Box::new(netlink)),
+        config: Mutex::new(config),
+    }))
+}
+
+/// The control socket, bound in the profile directory. `bind` only needs a path, and
+/// `/proc/self/fd/N/…` is short enough for `sun_path` wherever the runtime dir is.
+fn bind_control_socket(dir: &OwnedFd) -> Result<UnixListener, SetupError> {
+    match fs::unlinkat(dir, CTL_SOCKET, AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(at("remove a stale control socket")(e)),
+    }
+    UnixListener::bind(format!("/proc/self/fd/{}/{CTL_SOCKET}", dir.as_raw_fd()))
+        .map_err(at("bind the control socket"))
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn read_config(fd: &OwnedFd) -> Result<Config, SetupError> {
@@ -259,10 +310,7 @@ fn write_state(dir: &OwnedFd) -> io::Result<()> {
             dev: ns.st_dev,
             ino: ns.st_ino,
         },
-        started_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        started_unix: now_unix(),
     };
     // Write then rename, so a reader never sees half a state file.
     let tmp = format!(".{STATE_FILE}.tmp");

@@ -18,6 +18,8 @@ pub const LOCK_FILE: &str = "lock";
 pub const HOLD_FILE: &str = "hold";
 pub const LOG_FILE: &str = "supervisor.log";
 pub const RESOLV_FILE: &str = "resolv.conf";
+/// The supervisor's control socket (status, reload).
+pub const CTL_SOCKET: &str = "ctl.sock";
 
 const STATE_MAGIC: &str = "wg-wrap-state 1";
 
@@ -136,6 +138,29 @@ pub fn proc_start_time(pid: u32) -> Option<u64> {
     parse_stat_start_time(&stat)
 }
 
+/// The network namespace of a process, if we may look at it.
+pub fn netns_of(pid: u32) -> Option<NsId> {
+    let meta = std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
+    use std::os::unix::fs::MetadataExt;
+    Some(NsId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+/// Every live process in a network namespace (zombies have none and are skipped),
+/// except `exclude`. This is how a session notices a wrapped command's daemonized
+/// children, which were never registered.
+pub fn processes_in_netns(ns: NsId, exclude: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(parse_pid_name))
+        .filter(|pid| *pid != exclude && netns_of(*pid) == Some(ns))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +212,17 @@ mod tests {
         let stat = "77 (a) b) (c) S 1 77 77 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 555123 1000 10";
         assert_eq!(parse_stat_start_time(stat), Some(555123));
         assert_eq!(parse_stat_start_time("77 (x) S 1"), None);
+    }
+
+    #[test]
+    fn our_own_netns_contains_us() {
+        let ns = netns_of(std::process::id()).unwrap();
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let found = processes_in_netns(ns, std::process::id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found.contains(&child.id()), "{found:?}");
+        assert!(!found.contains(&std::process::id()));
     }
 
     #[test]

@@ -315,3 +315,105 @@ pub fn stdout(out: &Output) -> String {
 pub fn root_path(p: &Path) -> String {
     p.display().to_string()
 }
+
+// Additions for the interop tier (tests/interop.rs): the sandbox namespace seen from
+// root, so a test can give it an outer network (a veth to another namespace) and
+// change that network while wg-wrap runs.
+impl Sandbox {
+    /// PID of the process holding the sandbox's network namespace (what
+    /// `ip link set DEV netns PID` takes).
+    pub fn netns_pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// `/proc/PID/ns/net` of the sandbox namespace.
+    pub fn netns_file(&self) -> String {
+        self.netns_path()
+    }
+
+    /// A command run as root (not the test user) inside the sandbox namespace.
+    pub fn root_command<S: AsRef<OsStr>>(&self, program: &str, args: &[S]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.netns_path()))
+            .arg("--")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// The supervisor log of profile `name` while its session lives.
+    pub fn supervisor_log(&self, name: &str) -> String {
+        let path = self.profile_runtime_dir(name).join("supervisor.log");
+        match std::fs::read(&path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => format!("(no supervisor log at {}: {e})", path.display()),
+        }
+    }
+}
+
+/// A command started in the background that must finish within a deadline.
+pub struct Running {
+    pid: u32,
+    started: Instant,
+    timeout: Duration,
+    what: String,
+    done: std::sync::mpsc::Receiver<std::io::Result<Output>>,
+}
+
+/// Start `cmd` with its output captured; [`Running::wait`] collects it.
+pub fn spawn_timeout(mut cmd: Command, timeout: Duration) -> Running {
+    let what = format!("{cmd:?}");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    Running {
+        pid,
+        started: Instant::now(),
+        timeout,
+        what,
+        done,
+    }
+}
+
+impl Running {
+    /// Wait for the command; one that overruns its deadline is killed and the test fails.
+    pub fn wait(self) -> Output {
+        let left = self.timeout.saturating_sub(self.started.elapsed());
+        match self.done.recv_timeout(left) {
+            Ok(out) => out.expect("wait for the command"),
+            Err(_) => {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(self.pid as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+                let out = self.done.recv().unwrap().unwrap();
+                panic!(
+                    "command timed out after {:?}: {}\nstdout: {}\nstderr: {}",
+                    self.timeout,
+                    self.what,
+                    clip(&out.stdout),
+                    clip(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+/// Captured output for a message: lossy UTF-8, at most the first 4 KiB.
+pub fn clip(bytes: &[u8]) -> String {
+    const MAX: usize = 4096;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned();
+    if bytes.len() > MAX {
+        format!("{text}... ({} bytes in all)", bytes.len())
+    } else {
+        text
+    }
+}

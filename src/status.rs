@@ -1,0 +1,284 @@
+//! `status`, `list` and `reload`: talking to running supervisors.
+
+use crate::runtime::Runtime;
+use crate::sessions;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::{SystemTime, UNIX_EPOCH};
+use supervisor::control::{self, ReloadReply, SessionStatus};
+use supervisor::profile_dir::list_dir;
+use supervisor::session::CTL_SOCKET;
+
+#[derive(Serialize)]
+struct StatusDoc {
+    profiles: Vec<SessionStatus>,
+}
+
+fn ctl_path(dir: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}/{CTL_SOCKET}", dir.as_raw_fd())
+}
+
+/// The status of one profile's session, or `None` when it has none.
+pub fn query(runtime: &Runtime, name: &str) -> Result<Option<SessionStatus>> {
+    let Some(dir) = runtime.existing_profile_dir(name)? else {
+        return Ok(None);
+    };
+    // Read-only: no lock, so `status` never waits behind a starting session.
+    if sessions::probe(dir.as_fd()).is_none() {
+        return Ok(None);
+    }
+    let answer = control::request(&ctl_path(dir.as_fd()), "status", None)
+        .with_context(|| format!("ask the supervisor of {name}"))?;
+    let status = serde_json::from_str(&answer)
+        .with_context(|| format!("the supervisor of {name} answered {answer:?}"))?;
+    Ok(Some(status))
+}
+
+/// Every profile with a live session, by name.
+pub fn all(runtime: &Runtime) -> Result<Vec<SessionStatus>> {
+    let mut names = list_dir(runtime.profiles.as_fd()).context("list sessions")?;
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        if let Some(s) = query(runtime, &name)? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+pub fn status(runtime: &Runtime, profile: Option<&str>, json: bool) -> Result<i32> {
+    let sessions = match profile {
+        Some(name) => query(runtime, name)?.into_iter().collect(),
+        None => all(runtime)?,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&StatusDoc { profiles: sessions })?
+        );
+        return Ok(0);
+    }
+    if sessions.is_empty() {
+        match profile {
+            Some(name) => println!("wg-wrap: {name} has no session"),
+            None => println!("wg-wrap: no sessions"),
+        }
+        return Ok(0);
+    }
+    let now = now_unix();
+    let text: Vec<String> = sessions.iter().map(|s| render(s, now)).collect();
+    print!("{}", text.join("\n"));
+    Ok(0)
+}
+
+pub fn list(runtime: &Runtime, json: bool) -> Result<i32> {
+    let sessions = all(runtime)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&StatusDoc { profiles: sessions })?
+        );
+        return Ok(0);
+    }
+    let now = now_unix();
+    for s in &sessions {
+        let handshake = s
+            .peers
+            .iter()
+            .filter_map(|p| p.latest_handshake_secs_ago)
+            .min()
+            .map(|a| format!("handshake {} ago", age(a)))
+            .unwrap_or_else(|| "no handshake".into());
+        println!(
+            "{}\tpid {}\tup {}\t{} wrapped\t{}{}",
+            s.name,
+            s.supervisor_pid,
+            age(now.saturating_sub(s.started_unix)),
+            s.wrapped_pids.len(),
+            handshake,
+            if s.held { "\theld" } else { "" }
+        );
+    }
+    Ok(0)
+}
+
+/// `wg show`-like text for one session.
+pub fn render(s: &SessionStatus, now: u64) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "profile: {}", s.name);
+    let _ = writeln!(
+        t,
+        "  state: up{}",
+        if s.held { " (held by `up`)" } else { "" }
+    );
+    let _ = writeln!(
+        t,
+        "  supervisor: pid {}, up {}",
+        s.supervisor_pid,
+        age(now.saturating_sub(s.started_unix))
+    );
+    let pids: Vec<String> = s.wrapped_pids.iter().map(|p| p.to_string()).collect();
+    let _ = writeln!(
+        t,
+        "  wrapped processes: {}",
+        if pids.is_empty() {
+            "none".into()
+        } else {
+            pids.join(", ")
+        }
+    );
+    for p in &s.peers {
+        let _ = writeln!(t, "\n  peer: {}", p.public_key);
+        if let Some(e) = &p.endpoint {
+            let _ = writeln!(t, "    endpoint: {e}");
+        }
+        let _ = writeln!(t, "    allowed ips: {}", p.allowed_ips.join(", "));
+        match p.latest_handshake_secs_ago {
+            Some(a) => {
+                let _ = writeln!(t, "    latest handshake: {} ago", age(a));
+            }
+            None => {
+                let _ = writeln!(t, "    latest handshake: none");
+            }
+        }
+        let _ = writeln!(
+            t,
+            "    transfer: {} received, {} sent",
+            bytes(p.rx_bytes),
+            bytes(p.tx_bytes)
+        );
+        if let Some(k) = p.persistent_keepalive {
+            let _ = writeln!(t, "    persistent keepalive: every {k} seconds");
+        }
+    }
+    t
+}
+
+pub fn reload(runtime: &Runtime, name: &str, config: &wgconf::Config) -> Result<i32> {
+    let Some(dir) = runtime.existing_profile_dir(name)? else {
+        bail!("{name} has no session to reload");
+    };
+    let locked = supervisor::profile_dir::lock_profile(
+        runtime.profiles.as_fd(),
+        name,
+        std::time::Duration::from_secs(30),
+    )?;
+    drop(dir);
+    if sessions::find_live(locked.dir.as_fd())?.is_none() {
+        bail!("{name} has no session to reload");
+    }
+    let text = wgconf::render(config);
+    let answer = control::request(&ctl_path(locked.dir.as_fd()), "reload", Some(&text))
+        .with_context(|| format!("hand the new profile to the supervisor of {name}"))?;
+    let reply: ReloadReply = serde_json::from_str(&answer)
+        .with_context(|| format!("the supervisor of {name} answered {answer:?}"))?;
+    for w in &reply.warnings {
+        eprintln!("wg-wrap: warning: {w}");
+    }
+    if !reply.ok {
+        bail!(
+            "reload of {name} failed: {}",
+            reply.error.unwrap_or_default()
+        );
+    }
+    println!(
+        "wg-wrap: {name} reloaded: {} peer(s) kept, {} renewed, {} added, {} removed",
+        reply.kept, reply.replaced, reply.added, reply.removed
+    );
+    Ok(0)
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// "1h 2m 3s" style ages, as `wg show` prints them.
+pub fn age(secs: u64) -> String {
+    let (d, h, m, s) = (
+        secs / 86400,
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+    );
+    let mut parts = Vec::new();
+    for (v, unit) in [(d, "d"), (h, "h"), (m, "m")] {
+        if v > 0 || !parts.is_empty() {
+            parts.push(format!("{v}{unit}"));
+        }
+    }
+    parts.push(format!("{s}s"));
+    parts.join(" ")
+}
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use supervisor::control::PeerStatus;
+
+    #[test]
+    fn ages_and_sizes() {
+        assert_eq!(age(5), "5s");
+        assert_eq!(age(65), "1m 5s");
+        assert_eq!(age(3600), "1h 0m 0s");
+        assert_eq!(age(90061), "1d 1h 1m 1s");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.00 MiB");
+    }
+
+    #[test]
+    fn render_shows_every_field() {
+        let s = SessionStatus {
+            name: "work".into(),
+            supervisor_pid: 42,
+            started_unix: 1000,
+            held: true,
+            wrapped_pids: vec![7, 8],
+            peers: vec![PeerStatus {
+                public_key: "KEY=".into(),
+                endpoint: Some("127.0.0.1:51820".into()),
+                allowed_ips: vec!["10.0.0.0/24".into()],
+                latest_handshake_secs_ago: Some(3),
+                rx_bytes: 2048,
+                tx_bytes: 10,
+                persistent_keepalive: Some(25),
+            }],
+        };
+        let text = render(&s, 1065);
+        for want in [
+            "profile: work",
+            "held by `up`",
+            "pid 42, up 1m 5s",
+            "wrapped processes: 7, 8",
+            "peer: KEY=",
+            "endpoint: 127.0.0.1:51820",
+            "allowed ips: 10.0.0.0/24",
+            "latest handshake: 3s ago",
+            "2.00 KiB received, 10 B sent",
+            "every 25 seconds",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+}

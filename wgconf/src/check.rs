@@ -1,0 +1,208 @@
+//! The end of the pass: checks that need the whole file (every section has
+//! its key, peers are distinct), warnings of the same kind, and assembling
+//! the `Config`.
+
+use std::collections::HashMap;
+
+use crate::config::{Config, Parsed};
+use crate::error::{ErrorKind, ParseErrors};
+use crate::key::Key;
+use crate::net::IpNet;
+use crate::parse::{Draft, Field, Parser};
+
+impl Parser {
+    /// Runs the cross-checks, sorts errors and warnings by line (stable, so
+    /// one line's errors keep their order) and builds the `Config` if
+    /// nothing was wrong.
+    pub(crate) fn finish(mut self) -> Result<Parsed, ParseErrors> {
+        let mut late = Vec::new();
+        match &self.interface {
+            None => late.push((0, ErrorKind::MissingInterface)),
+            Some(iface) => {
+                let line = iface.value.line;
+                if iface.seen(Field::PrivateKey).is_none() {
+                    late.push((line, ErrorKind::MissingPrivateKey));
+                }
+                if iface.seen(Field::Address).is_none() {
+                    late.push((line, ErrorKind::MissingAddress));
+                }
+            }
+        }
+        let mut by_key: HashMap<Key, usize> = HashMap::new();
+        for peer in &self.peers {
+            let line = peer.value.line;
+            if peer.seen(Field::PublicKey).is_none() {
+                late.push((line, ErrorKind::MissingPublicKey));
+            } else if let Some(key) = peer.key {
+                if let Some(&first_line) = by_key.get(&key) {
+                    late.push((line, ErrorKind::DuplicatePeer { first_line }));
+                } else {
+                    by_key.insert(key, line);
+                }
+            }
+        }
+        for (line, kind) in late {
+            self.error(line, kind);
+        }
+        self.cross_warnings();
+
+        // Stable: errors on one line stay in the order they were found.
+        self.errors.sort_by_key(|e| e.line);
+        self.warnings.sort_by_key(|w| w.line);
+        let interface = match self.interface {
+            Some(Draft {
+                value: mut interface,
+                key: Some(key),
+                ..
+            }) if self.errors.is_empty() => {
+                interface.private_key = key;
+                interface
+            }
+            // A missing interface or key was reported by the checks above.
+            _ => return Err(ParseErrors(self.errors)),
+        };
+        let mut peers = Vec::with_capacity(self.peers.len());
+        for draft in self.peers {
+            let mut peer = draft.value;
+            match draft.key {
+                Some(key) => peer.public_key = key,
+                None => return Err(ParseErrors(self.errors)),
+            }
+            peers.push(peer);
+        }
+        Ok(Parsed {
+            config: Config { interface, peers },
+            warnings: self.warnings,
+        })
+    }
+
+    /// Warnings that need the whole file.
+    pub(crate) fn cross_warnings(&mut self) {
+        if self.peers.is_empty() {
+            self.warn(
+                0,
+                "no [Peer] sections: nothing is reachable through the tunnel",
+            );
+        }
+        if let Some(iface) = &self.interface {
+            let has_v6 = iface.value.addresses.iter().any(|a| !a.is_ipv4());
+            if let (Some(mtu), Some(line), true) = (iface.value.mtu, iface.seen(Field::Mtu), has_v6)
+            {
+                if mtu < 1280 {
+                    self.warn(
+                        line,
+                        format!("MTU {mtu} is below 1280, the minimum for IPv6"),
+                    );
+                }
+            }
+        }
+        // The kernel gives an AllowedIPs entry to the last peer that lists
+        // it, silently taking it from the earlier one.
+        let mut owner: HashMap<IpNet, usize> = HashMap::new();
+        let mut found = Vec::new();
+        for peer in &self.peers {
+            let line = peer.value.line;
+            for net in &peer.value.allowed_ips {
+                let net = net.network();
+                if let Some(first) = owner.insert(net, line) {
+                    if first != line {
+                        found.push((line, format!(
+                            "AllowedIPs {net} is also on the [Peer] at line {first}; this later peer gets it"
+                        )));
+                    }
+                }
+            }
+        }
+        for (line, message) in found {
+            self.warn(line, message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse::parse;
+    use crate::testutil::{errors, iface, run, warnings, PRIV, PUB1, PUB2};
+
+    #[test]
+    fn cross_checks_name_the_section_header() {
+        assert_eq!(
+            errors("# nothing\n"),
+            [(0, "no [Interface] section".to_owned())]
+        );
+        assert_eq!(
+            errors(&format!("\n[Peer]\nPublicKey = {PUB1}\n")),
+            [(0, "no [Interface] section".to_owned())]
+        );
+        assert_eq!(
+            errors("\n\n[Interface]\nListenPort = 51820\n"),
+            [
+                (3, "[Interface] has no PrivateKey".to_owned()),
+                (
+                    3,
+                    "[Interface] has no Address (wg-wrap needs the tunnel's own address)"
+                        .to_owned()
+                ),
+            ]
+        );
+        let dup = format!(
+            "[Interface]\nPrivateKey = {PRIV}\nAddress = 10.0.0.1/24\n\
+             [Peer]\nPublicKey = {PUB1}\n[Peer]\nPublicKey = {PUB2}\n[Peer]\nPublicKey = {PUB1}\n"
+        );
+        assert_eq!(
+            errors(&dup),
+            [(
+                8,
+                "[Peer] has the same PublicKey as the [Peer] on line 4".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_bad_key_is_reported_once() {
+        let text = "[Interface]\nPrivateKey = short\nAddress = 10.0.0.1/24\n\
+                    [Peer]\nPublicKey = short\n";
+        let got = errors(text);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].1.starts_with("invalid PrivateKey"));
+        assert!(got[1].1.starts_with("invalid PublicKey"));
+    }
+
+    #[test]
+    fn no_peers_is_a_warning() {
+        let text = format!("[Interface]\nPrivateKey = {PRIV}\nAddress = 10.0.0.1/24\n");
+        let parsed = parse(&text).unwrap();
+        assert!(parsed.config.peers.is_empty());
+        assert_eq!(
+            parsed.warnings[0].to_string(),
+            "no [Peer] sections: nothing is reachable through the tunnel"
+        );
+    }
+
+    #[test]
+    fn small_mtu_with_ipv6_warns() {
+        let p = iface("Address = fd00::2/64\nMTU = 1000").unwrap();
+        assert_eq!(
+            warnings(&p),
+            ["5: MTU 1000 is below 1280, the minimum for IPv6"]
+        );
+        assert_eq!(
+            warnings(&iface("MTU = 1000").unwrap()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn allowed_ips_claimed_twice_warns() {
+        let text = format!(
+            "[Interface]\nPrivateKey = {PRIV}\nAddress = 10.0.0.1/24\n\
+             [Peer]\nPublicKey = {PUB1}\nAllowedIPs = 10.0.0.0/24\n\
+             [Peer]\nPublicKey = {PUB2}\nAllowedIPs = 10.0.0.7/24, 10.0.1.0/24\n"
+        );
+        let p = run(&text).unwrap();
+        assert!(warnings(&p).contains(
+            &"7: AllowedIPs 10.0.0.0/24 is also on the [Peer] at line 4; this later peer gets it"
+                .to_owned()
+        ));
+    }
+}
