@@ -304,7 +304,17 @@ impl Lifecycle {
 }
 
 /// Remove the session's files; called with the lock held, right before exiting.
+///
+/// Only while `state` still names this process: if a command judged us dead (say our
+/// state was damaged) and started a new session in the same directory, its files are
+/// not ours to remove.
 pub fn teardown(profiles: &OwnedFd, name: &str, dir: &OwnedFd) -> io::Result<()> {
+    let ours = profile_dir::read_small(dir.as_fd(), crate::session::STATE_FILE)
+        .and_then(|t| crate::session::SessionState::parse(&t).ok())
+        .is_some_and(|s| s.supervisor_pid == std::process::id());
+    if !ours {
+        return Ok(());
+    }
     profile_dir::remove_profile_dir(profiles.as_fd(), name, dir.as_fd())
 }
 

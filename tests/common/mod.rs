@@ -267,11 +267,17 @@ impl Drop for Sandbox {
 
 /// Run a command with a timeout; a command that overruns is killed and the test fails.
 pub fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    wait_output(child, timeout)
+}
+
+/// Collect a child's output (draining its pipes meanwhile) with a timeout; a child
+/// that overruns is killed by PID and the test fails.
+pub fn wait_output(child: Child, timeout: Duration) -> Output {
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
@@ -286,9 +292,8 @@ pub fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
         );
         let out = waiter.join().unwrap().unwrap();
         panic!(
-            "command timed out after {timeout:?}: {cmd:?}\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            "command timed out after {timeout:?} (pid {pid})\n{}",
+            describe(&out)
         );
     }
     waiter.join().unwrap().unwrap()
@@ -407,9 +412,15 @@ impl Running {
     }
 }
 
-/// Captured output for a message: lossy UTF-8, at most the first 4 KiB.
+/// Captured output for a message: text up to its first 4 KiB, binary by its size.
 pub fn clip(bytes: &[u8]) -> String {
     const MAX: usize = 4096;
+    let head = &bytes[..bytes.len().min(MAX)];
+    // Binary (a download) says nothing read as text; a multi-byte character cut at
+    // MAX is still text.
+    if std::str::from_utf8(head).is_err_and(|e| e.error_len().is_some()) {
+        return format!("({} bytes of binary data)", bytes.len());
+    }
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned();
     if bytes.len() > MAX {
         format!("{text}... ({} bytes in all)", bytes.len())
