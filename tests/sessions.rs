@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -354,4 +355,88 @@ fn runtime_dir_owned_by_someone_else_is_refused() {
         "{}",
         describe(&out)
     );
+}
+
+#[test]
+fn up_wait_returns_after_a_handshake_or_fails_clearly() {
+    let sb = Sandbox::new();
+    let (peer, client) = sb.virtual_peer("work");
+    let out = sb.run(sb.wg_wrap(&["up", "--wait", "10", "work"]));
+    assert_success(&out);
+    let doc = status_json(&sb, "work");
+    assert!(
+        doc["profiles"][0]["peers"][0]["latest_handshake_secs_ago"].is_u64(),
+        "{doc:#}"
+    );
+    assert_success(&sb.run(sb.wg_wrap(&["down", "work"])));
+
+    // A peer that will never answer: wrong public key.
+    let (_, stranger) = virtual_peer::generate_keypair();
+    let text = client.wg_quick_conf(peer.local_addr()).replace(
+        &key_to_base64(&client.peer_public_key),
+        &key_to_base64(&stranger),
+    );
+    sb.write_profile("wrong", &text);
+    let out = sb.run(sb.wg_wrap(&["up", "--wait", "2", "wrong"]));
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no peer completed a handshake"),
+        "{}",
+        describe(&out)
+    );
+    assert_success(&sb.run(sb.wg_wrap(&["down", "wrong"])));
+    assert_session_gone(&sb, "wrong");
+}
+
+#[test]
+fn up_foreground_serves_until_sigterm() {
+    let sb = Sandbox::new();
+    let (_peer, _) = sb.virtual_peer("work");
+    let mut cmd = sb.wg_wrap(&["up", "--foreground", "work"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let fg = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state_field(&sb, "work", "supervisor_pid").is_none() {
+        assert!(Instant::now() < deadline, "the foreground supervisor never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The foreground process *is* the supervisor (systemd's main PID).
+    assert_eq!(supervisor_pid(&sb, "work"), fg.id());
+    let out = sb.run(sb.wg_wrap(&exec_args(
+        "work",
+        &["curl", "-sS", "--max-time", "10", "http://10.77.0.1/"],
+    )));
+    assert_success(&out);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(fg.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let out = wait_output(fg, COMMAND_TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_session_gone(&sb, "work");
+}
+
+#[test]
+fn down_now_ends_wrapped_processes() {
+    let sb = Sandbox::new();
+    let (_peer, _) = sb.virtual_peer("work");
+    assert_success(&sb.run(sb.wg_wrap(&["up", "work"])));
+    let mut cmd = sb.wg_wrap(&exec_args("work", &["sleep", "60"]));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let sleeper = cmd.spawn().unwrap();
+    let pid = sleeper.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .starts_with("sleep")
+    {
+        assert!(Instant::now() < deadline, "the wrapped sleep never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = sb.run(sb.wg_wrap(&["down", "--now", "work"]));
+    assert_success(&out);
+    let out = wait_output(sleeper, COMMAND_TIMEOUT);
+    assert_eq!(out.status.signal(), Some(15), "{}", describe(&out));
+    assert_session_gone(&sb, "work");
 }
