@@ -91,3 +91,26 @@ pub fn http_get(addr: &str, path: &str) -> Result<i32> {
     let ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
     Ok(if ok { 0 } else { 1 })
 }
+
+/// `__virtual-peer LISTEN PROFILE`: serve the demo peer on LISTEN until killed, after
+/// writing a matching client profile to PROFILE (mode 0600). For benchmarks and
+/// trying things by hand; loopback addresses only make sense here.
+pub fn serve_virtual_peer(listen: &str, profile: &std::path::Path) -> Result<i32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (peer_config, client) = PeerConfig::demo();
+    let socket = UdpSocket::bind(listen).with_context(|| format!("bind {listen}"))?;
+    let peer = VirtualPeer::start(peer_config, socket).context("start the virtual peer")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(profile)
+        .with_context(|| format!("write {}", profile.display()))?;
+    file.write_all(client.wg_quick_conf(peer.local_addr()).as_bytes())?;
+    drop(file);
+    println!("{}", peer.local_addr());
+    loop {
+        std::thread::park();
+    }
+}

@@ -99,6 +99,11 @@ enum Cmd {
     },
     #[command(name = "__http-get", hide = true)]
     HttpGet { addr: String, path: String },
+    #[command(name = "__virtual-peer", hide = true)]
+    VirtualPeer {
+        listen: String,
+        profile: std::path::PathBuf,
+    },
     #[command(name = "__dump-launcher", hide = true)]
     DumpLauncher { path: std::path::PathBuf },
 }
@@ -184,6 +189,7 @@ fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Demo { command } => demo::run(&ctx.dirs, &command),
         Cmd::Supervise { .. } => unreachable!("handled above"),
         Cmd::HttpGet { addr, path } => demo::http_get(&addr, &path),
+        Cmd::VirtualPeer { listen, profile } => demo::serve_virtual_peer(&listen, &profile),
         Cmd::DumpLauncher { path } => launcher::dump_embedded(&path).map(|()| 0),
     }
 }

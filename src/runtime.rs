@@ -44,6 +44,12 @@ impl Runtime {
 }
 
 fn open_private_dir(path: &Path, create_parents: bool) -> Result<OwnedFd> {
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+    // The common case, first: it exists already.
+    if let Ok(fd) = fs::open(path, flags, Mode::empty()) {
+        check_private(&fd)?;
+        return Ok(fd);
+    }
     if create_parents {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)

@@ -38,6 +38,18 @@ fn status_json(sb: &Sandbox, name: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
+/// Wait until `pid` has exec'd `program` (so it is registered and inside the session).
+fn wait_until_running(pid: u32, program: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .starts_with(program)
+    {
+        assert!(Instant::now() < deadline, "{program} (pid {pid}) never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn assert_session_gone(sb: &Sandbox, name: &str) {
     let left = sb.wait_no_processes(Duration::from_secs(10));
     assert!(left.is_empty(), "processes left behind: {left:?}");
@@ -153,8 +165,9 @@ fn killed_supervisor_fails_closed_and_the_next_exec_starts_fresh() {
     assert_success(&out);
     assert_eq!(stdout(&out), virtual_peer::VIRTUAL_PEER_GREETING);
     eprintln!("exec after a supervisor crash answered in {took:?}");
-    let new_pid: u32 = supervisor_pid(&sb, "work");
-    assert_ne!(new_pid, old_pid, "a fresh supervisor");
+    // That exec's session ended with its command; the state is fresh.
+    assert_success(&sb.run(sb.wg_wrap(&["up", "work"])));
+    assert_ne!(supervisor_pid(&sb, "work"), old_pid, "a fresh supervisor");
     assert_success(&sb.run(sb.wg_wrap(&["down", "work"])));
     assert_session_gone(&sb, "work");
 }
@@ -226,6 +239,7 @@ fn status_json_reports_the_session() {
     let (peer, client) = sb.virtual_peer("work");
     assert_success(&sb.run(sb.wg_wrap(&["up", "work"])));
     let mut sleeper = sb.wg_wrap(&exec_args("work", &["sleep", "20"])).spawn().unwrap();
+    wait_until_running(sleeper.id(), "sleep");
     let out = sb.run(sb.wg_wrap(&exec_args(
         "work",
         &["curl", "-sS", "--max-time", "10", "http://10.77.0.1/"],
@@ -425,15 +439,7 @@ fn down_now_ends_wrapped_processes() {
     let mut cmd = sb.wg_wrap(&exec_args("work", &["sleep", "60"]));
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let sleeper = cmd.spawn().unwrap();
-    let pid = sleeper.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-        .unwrap_or_default()
-        .starts_with("sleep")
-    {
-        assert!(Instant::now() < deadline, "the wrapped sleep never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_running(sleeper.id(), "sleep");
     let out = sb.run(sb.wg_wrap(&["down", "--now", "work"]));
     assert_success(&out);
     let out = wait_output(sleeper, COMMAND_TIMEOUT);

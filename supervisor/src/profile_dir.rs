@@ -22,11 +22,13 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
 /// Open (optionally creating, mode 0700) a directory below `parent`, never following a
 /// symlink.
 pub fn open_dir(parent: BorrowedFd<'_>, name: &str, create: bool) -> io::Result<OwnedFd> {
-    if create {
-        match fs::mkdirat(parent, name, Mode::RWXU) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(e.into()),
-        }
+    match fs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
+        Err(Errno::NOENT) if create => {}
+        other => return Ok(other?),
+    }
+    match fs::mkdirat(parent, name, Mode::RWXU) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(fs::openat(parent, name, DIR_FLAGS, Mode::empty())?)
 }
@@ -104,7 +106,6 @@ pub fn lock_profile(
             // The directory itself must still be the one linked under `name`.
             match fs::statat(profiles, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) if same_inode(&st, &fs::fstat(&dir)?) => {
-                    open_dir(dir.as_fd(), PIDS_DIR, true)?;
                     return Ok(LockedProfile { dir, lock });
                 }
                 Ok(_) | Err(Errno::NOENT) => {}
@@ -250,7 +251,7 @@ mod tests {
         assert!(!path.join("p").exists());
         // ... and the next locker gets a fresh directory.
         let again = lock_profile(profiles.as_fd(), "p", Duration::from_secs(1)).unwrap();
-        assert!(path.join("p/pids").is_dir());
+        assert!(path.join("p/lock").is_file());
         drop(again);
         std::fs::remove_dir_all(&path).unwrap();
     }

@@ -134,8 +134,16 @@ pub fn parse_stat_start_time(stat: &str) -> Option<u64> {
 
 /// The start time of a live process, or `None` when it does not exist.
 pub fn proc_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat_start_time(&stat)
+    use std::io::Read;
+    // One read: procfs reports size 0, and read_to_string would grow its buffer in
+    // many small reads. The line is far shorter than 1 KiB unless the command name
+    // is hostile, and then the fields we need may be cut off: that is a failure.
+    let mut buf = [0u8; 1024];
+    let n = std::fs::File::open(format!("/proc/{pid}/stat"))
+        .ok()?
+        .read(&mut buf)
+        .ok()?;
+    parse_stat_start_time(std::str::from_utf8(&buf[..n]).ok()?)
 }
 
 /// The network namespace of a process, if we may look at it.

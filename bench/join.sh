@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Join speed (sessions issue): how long `wg-wrap exec P -- true` takes against a
+# running session, next to `nsenter` into the same namespaces and a bare `/bin/true`;
+# and a cold `exec` (no session yet) until the first packet is answered by a local
+# peer, next to the same ping through an already-running session.
+#
+# Run as an unprivileged user (or as root: it then runs everything as the user
+# `wgwrap-test` that .ci/setup creates). Everything talks over loopback only.
+# Prints a markdown table; needs hyperfine (apt-get install hyperfine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ]; then
+  cargo build --release --quiet
+  work=$(mktemp -d /tmp/wg-wrap-bench.XXXXXX)
+  chmod 755 "$work"
+  cp target/release/wg-wrap "$work/wg-wrap"
+  cp "$0" "$work/join.sh"
+  chown -R wgwrap-test "$work"
+  # A throw-away network namespace, so even the loopback traffic stays private.
+  exec unshare --net -- sh -c 'ip link set lo up && exec setpriv --reuid=wgwrap-test --regid=wgwrap-test --clear-groups -- env -i PATH=/usr/bin:/bin HOME="$1" WG_WRAP_BIN="$1/wg-wrap" bash "$1/join.sh"' sh "$work"
+fi
+bin=${WG_WRAP_BIN:-$PWD/target/release/wg-wrap}
+tmp=$(mktemp -d)
+export WG_WRAP_CONFIG_DIR=$tmp/config WG_WRAP_RUNTIME_DIR=$tmp/runtime
+mkdir -p "$WG_WRAP_CONFIG_DIR"
+"$bin" __virtual-peer 127.0.0.1:0 "$WG_WRAP_CONFIG_DIR/bench.conf" >/dev/null &
+peer=$!
+cleanup() { "$bin" down --now bench >/dev/null 2>&1 || true; kill "$peer" 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+for _ in $(seq 100); do [ -s "$WG_WRAP_CONFIG_DIR/bench.conf" ] && break; sleep 0.05; done
+"$bin" up --wait 10 bench >/dev/null
+pid=$(sed -n 's/^supervisor_pid=//p' "$WG_WRAP_RUNTIME_DIR/profiles/bench/state")
+
+hyperfine -N --warmup 20 --runs 300 --export-json "$tmp/warm.json" \
+  -n '/bin/true' '/bin/true' \
+  -n 'nsenter -U -m -n --preserve-credentials' "nsenter -U -m -n --preserve-credentials -t $pid true" \
+  -n 'wg-wrap exec (join)' "$bin exec bench -- true" >/dev/null
+hyperfine -N --warmup 5 --runs 100 --export-json "$tmp/ping.json" \
+  -n 'ping through a running session' "$bin exec bench -- ping -c1 -W2 -q 10.77.0.1" >/dev/null
+"$bin" down bench >/dev/null
+# Paced (unmeasured --prepare pause): each cold start is a new handshake, and a
+# WireGuard peer answers more than ~10 initiations a second with cookies instead.
+hyperfine -N --warmup 3 --runs 60 --prepare 'sleep 0.25' --export-json "$tmp/cold.json" \
+  -n 'cold exec + first ping answered' "$bin exec bench -- ping -c1 -W2 -q 10.77.0.1" >/dev/null
+
+python3 - "$tmp" <<'PY'
+import json, sys
+tmp = sys.argv[1]
+rows = []
+for name in ("warm", "ping", "cold"):
+    for r in json.load(open(f"{tmp}/{name}.json"))["results"]:
+        rows.append((r["command"], r["median"] * 1000, r["mean"] * 1000, r["stddev"] * 1000))
+ref = {c: m for c, m, _, _ in rows}
+nsenter = ref["nsenter -U -m -n --preserve-credentials"]
+ping = ref["ping through a running session"]
+print("| command | median ms | mean ms | stddev ms | ratio |")
+print("|---|---|---|---|---|")
+for c, med, mean, sd in rows:
+    ratio = ""
+    if c == "wg-wrap exec (join)":
+        ratio = f"{med / nsenter:.2f}x nsenter (target <= 1.3x)"
+    if c == "cold exec + first ping answered":
+        ratio = f"{med / ping:.2f}x warm ping (target < 25 ms absolute)"
+    print(f"| {c} | {med:.2f} | {mean:.2f} | {sd:.2f} | {ratio} |")
+PY
