@@ -23,7 +23,12 @@ impl Parser {
                 if iface.seen(Field::PrivateKey).is_none() {
                     late.push((line, ErrorKind::MissingPrivateKey));
                 }
-                if iface.seen(Field::Address).is_none() {
+                // `Address =` alone is a no-op, so count addresses, not
+                // lines; but a malformed Address was reported already.
+                let bad_address = self.errors.iter().any(|e| {
+                    matches!(e.kind, ErrorKind::InvalidValue { key, .. } if key == Field::Address.name())
+                });
+                if iface.value.addresses.is_empty() && !bad_address {
                     late.push((line, ErrorKind::MissingAddress));
                 }
             }
@@ -156,6 +161,24 @@ mod tests {
                 "[Peer] has the same PublicKey as the [Peer] on line 4".to_owned()
             )]
         );
+    }
+
+    /// Found by fuzzing: `Address =` counted as an address, so the file
+    /// parsed, but its rendering (which has no Address line) did not.
+    #[test]
+    fn empty_address_line_is_not_an_address() {
+        let text =
+            format!("[Interface]\nPrivateKey = {PRIV}\nAddress =\n\n[Peer]\nPublicKey = {PUB1}\n");
+        assert_eq!(
+            errors(&text),
+            [(
+                1,
+                "[Interface] has no Address (wg-wrap needs the tunnel's own address)".to_owned()
+            )]
+        );
+        // A malformed Address is reported once, not again as missing.
+        let text = format!("[Interface]\nPrivateKey = {PRIV}\nAddress = 10.0.0.1/33\n");
+        assert_eq!(errors(&text).len(), 1);
     }
 
     #[test]

@@ -24,12 +24,12 @@
 //!    - hooks (`PreUp`, `PostUp`, `PreDown`, `PostDown`): the raw text after
 //!      the first `=`, trimmed, *including* any `#` — wg-quick reads hooks
 //!      from the unstripped line.
-//! 5. **Per-key checks** (`values.rs`, `interface.rs`, `peer.rs`). Each error is recorded with its line
-//!    and parsing goes on, so one pass reports everything. Values are echoed
-//!    escaped; key values are never echoed.
-//! 6. **Cross-checks** at the end (`check.rs`): an `[Interface]` exists and has a
-//!    `PrivateKey` and an `Address`; each `[Peer]` has a unique `PublicKey`.
-//!    These errors carry the line of the section header.
+//! 5. **Per-key checks** (`values.rs`, `interface.rs`, `peer.rs`). Each
+//!    error is recorded with its line and parsing goes on, so one pass
+//!    reports everything. Values are echoed escaped; key values never are.
+//! 6. **Cross-checks** at the end (`check.rs`): an `[Interface]` exists and
+//!    has a `PrivateKey` and an `Address`; each `[Peer]` has a unique
+//!    `PublicKey`. These errors carry the line of the section header.
 //! 7. **Warnings** for what is accepted but not acted on: wg-wrap runs
 //!    programs in a private network namespace and never touches the host's
 //!    routing, firewall or DNS, so `FwMark`, `Table`, `SaveConfig` and the
