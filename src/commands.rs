@@ -33,6 +33,9 @@ pub struct Ctx {
 
 /// Parse and prepare a profile; nothing is changed if this fails.
 fn load_config(ctx: &Ctx, profile: &ProfileRef) -> Result<wgconf::Config> {
+    if let Some(w) = crate::show::permission_warning(profile) {
+        eprintln!("wg-wrap: warning: {w}");
+    }
     let parsed = profile::load(profile)?;
     for w in &parsed.warnings {
         eprintln!(

@@ -16,6 +16,7 @@ mod profile;
 mod runtime;
 mod sessions;
 mod settings;
+mod show;
 mod spawn;
 mod status;
 
@@ -74,6 +75,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print PROFILE as wg-wrap reads it (keys hidden) with its warnings; exit 1 and
+    /// list every error if it is invalid.
+    Show { profile: String },
     /// Apply peer and key changes from PROFILE's file to its running session.
     Reload { profile: String },
     /// Try wg-wrap against a built-in virtual peer on loopback (no VPN server needed).
@@ -185,6 +189,7 @@ fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Exec { profile, command } => commands::exec(&ctx, &profile, &command).map(|()| 0),
         Cmd::Status { profile, json } => status::status(&runtime()?, profile.as_deref(), json),
         Cmd::List { json } => status::list(&runtime()?, json),
+        Cmd::Show { profile } => show::run(&profile::resolve(&profile, &ctx.dirs.config)?),
         Cmd::Reload { profile } => commands::reload(&ctx, &profile),
         Cmd::Demo { command } => demo::run(&ctx.dirs, &command),
         Cmd::Supervise { .. } => unreachable!("handled above"),

@@ -208,3 +208,33 @@ fn bad_profile_is_reported_with_file_and_line_and_changes_nothing() {
     );
     assert!(!sb.profile_runtime_dir("broken").exists());
 }
+
+#[test]
+fn show_prints_the_profile_without_secrets_or_every_error() {
+    let sb = Sandbox::new();
+    let (_peer, client) = sb.virtual_peer("work");
+    let out = sb.run(sb.wg_wrap(&["show", "work"]));
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("PrivateKey = (hidden)"), "{text}");
+    assert!(!text.contains(&virtual_peer::key_to_base64(&client.private_key)));
+    assert!(text.contains(&virtual_peer::key_to_base64(&client.peer_public_key)));
+
+    let path = sb.write_profile(
+        "bad",
+        "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress = 10.0.0.2/24\n[Peer]\nPublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\nAllowedIPs = 10.0.0.0/33\nEndpoint = vpn.example.com\nFoo = bar\n",
+    );
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = sb.run(sb.wg_wrap(&["show", "bad"]));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let p = path.display();
+    for want in [
+        format!("{p}:6: invalid AllowedIPs"),
+        format!("{p}:7: invalid Endpoint"),
+        format!("{p}:8: unknown key \"Foo\""),
+        "readable by group or others".to_owned(),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in\n{err}");
+    }
+}
