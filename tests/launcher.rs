@@ -302,6 +302,32 @@ fn join_runs_the_command_unprivileged_in_the_namespace() {
 }
 
 #[test]
+fn join_as_root_still_runs_the_command_without_capabilities() {
+    // A root caller maps root to root inside; the command must not keep the
+    // namespace's capabilities (it could change routes or reach the supervisor).
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root: it checks what a root caller gets"
+    );
+    let root = User {
+        uid: 0,
+        gid: 0,
+        switch: None,
+    };
+    let holder = Holder::start(&root);
+    let bin = root.launcher_file();
+    let script = "id -u; grep -E '^Cap(Inh|Prm|Eff|Amb)' /proc/self/status";
+    let output = run(&mut holder.join(&root, &bin, "/", &["sh", "-c", script]));
+    assert!(output.status.success(), "{output:?}");
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "{out}");
+    for line in &lines[1..] {
+        assert_eq!(line.split_whitespace().nth(1), Some(NO_CAPS), "{out}");
+    }
+}
+
+#[test]
 fn join_restores_the_working_directory() {
     let user = unprivileged();
     let holder = Holder::start(&user);

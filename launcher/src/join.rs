@@ -50,6 +50,9 @@ pub fn run(args: &Args) -> ! {
     }
 
     rustix::process::chdir(cwd).unwrap_or_else(|e| report::fail(b"chdir", e));
+    if rustix::process::getuid().is_root() || rustix::process::geteuid().is_root() {
+        drop_root_privileges();
+    }
 
     let errno = exec::exec_search(&command, args.env(b"PATH"));
     let name = command.name().to_bytes();
@@ -62,4 +65,21 @@ fn in_net_ns(dev: u64, ino: u64) -> bool {
     let net = rustix::fs::stat(c"/proc/self/ns/net")
         .unwrap_or_else(|e| report::fail(b"stat /proc/self/ns/net", e));
     net.st_dev == dev && net.st_ino == ino
+}
+
+/// A root caller is root inside too (the map is the identity), and uid 0 keeps every
+/// capability of the session's user namespace across exec: it could change routes or
+/// reach into the supervisor. Lock root's special case off (SECBIT_NOROOT) and empty
+/// the sets that survive exec, so the command starts without capabilities, as a
+/// non-root caller's does. File capabilities set by the administrator still apply.
+fn drop_root_privileges() {
+    use rustix::thread::{CapabilitiesSecureBits, CapabilitySet};
+    thread::set_capabilities_secure_bits(
+        CapabilitiesSecureBits::NO_ROOT | CapabilitiesSecureBits::NO_ROOT_LOCKED,
+    )
+    .unwrap_or_else(|e| report::fail(b"securebits", e));
+    thread::clear_ambient_capability_set().unwrap_or_else(|e| report::fail(b"ambient", e));
+    let mut caps = thread::capabilities(None).unwrap_or_else(|e| report::fail(b"capget", e));
+    caps.inheritable = CapabilitySet::empty();
+    thread::set_capabilities(None, caps).unwrap_or_else(|e| report::fail(b"capset", e));
 }

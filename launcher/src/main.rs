@@ -31,6 +31,8 @@
 //!    device and inode: a recycled PID must never put a command on the host
 //!    network;
 //! 4. `chdir(cwd)`: entering a mount namespace resets the working directory;
+//!    a root caller (root inside, too) then locks SECBIT_NOROOT and empties
+//!    its inheritable and ambient sets, so it also runs without capabilities;
 //! 5. exec the command like `execvp`, with argv and environment untouched.
 //!    No capability is raised: a non-zero uid loses them all at exec.
 //!
