@@ -446,3 +446,40 @@ fn down_now_ends_wrapped_processes() {
     assert_eq!(out.status.signal(), Some(15), "{}", describe(&out));
     assert_session_gone(&sb, "work");
 }
+
+#[test]
+fn garbage_and_symlinks_in_the_runtime_dir_are_not_trusted() {
+    let sb = Sandbox::new();
+    let (_peer, _) = sb.virtual_peer("work");
+    assert_success(&sb.run(sb.wg_wrap(&["up", "work"])));
+    let dir = sb.profile_runtime_dir("work");
+    let pids = dir.join("pids");
+    // Garbage registrations: not a PID, a dead PID, a live PID with a wrong start time.
+    let own = std::process::id().to_string();
+    for (name, content) in [("junk", "x"), ("999999", "1"), (own.as_str(), "1")] {
+        std::fs::write(pids.join(name), content).unwrap();
+        std::os::unix::fs::chown(pids.join(name), Some(sb.uid), Some(sb.gid)).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&pids).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "garbage in pids/ was kept");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The session still works and still ends when released.
+    let out = sb.run(sb.wg_wrap(&exec_args("work", &["ping", "-c1", "-W5", "10.77.0.1"])));
+    assert_success(&out);
+
+    // A state file replaced by a symlink is not followed: the session is treated as
+    // gone, and a fresh one starts.
+    let decoy = sb.root.join("decoy-state");
+    std::fs::copy(dir.join("state"), &decoy).unwrap();
+    std::fs::remove_file(dir.join("state")).unwrap();
+    std::os::unix::fs::symlink(&decoy, dir.join("state")).unwrap();
+    let out = sb.run(sb.wg_wrap(&exec_args("work", &["true"])));
+    assert_success(&out);
+    assert!(
+        !dir.join("state").is_symlink(),
+        "the planted symlink survived"
+    );
+    assert_success(&sb.run(sb.wg_wrap(&["down", "--now", "work"])));
+}
