@@ -1,11 +1,11 @@
 //! `up`, `exec` and `down`.
 
 use crate::dirs::Dirs;
-use crate::settings::Settings;
 use crate::launcher::Launcher;
 use crate::profile::{self, ProfileRef};
 use crate::runtime::Runtime;
 use crate::sessions::{self, Live};
+use crate::settings::Settings;
 use crate::spawn;
 use anyhow::{Context, Result};
 use std::ffi::OsString;

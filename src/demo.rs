@@ -61,9 +61,7 @@ pub fn run(dirs: &Dirs, command: &[OsString]) -> Result<i32> {
 
     let mut cmd = join_command(&launcher, &live, &argv);
     spawn::inherit_fds(&mut cmd, &[live.pidfd.as_raw_fd()]);
-    let status = cmd
-        .status()
-        .context("run the command in the tunnel");
+    let status = cmd.status().context("run the command in the tunnel");
     sessions::unregister(dir.as_fd(), std::process::id());
     let ended = sessions::wait_exit(&live.pidfd, TEARDOWN_TIMEOUT);
     peer.stop();
@@ -84,7 +82,9 @@ pub fn http_get(addr: &str, path: &str) -> Result<i32> {
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).context("read the response")?;
+    stream
+        .read_to_end(&mut response)
+        .context("read the response")?;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     print!("{body}");

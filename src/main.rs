@@ -30,7 +30,11 @@ use std::time::Duration;
 const EXIT_OWN_FAILURE: u8 = 125;
 
 #[derive(Parser)]
-#[command(name = "wg-wrap", version, about = "Run programs through a rootless WireGuard tunnel")]
+#[command(
+    name = "wg-wrap",
+    version,
+    about = "Run programs through a rootless WireGuard tunnel"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -152,7 +156,10 @@ fn run(cmd: Cmd) -> Result<i32> {
                 .map(take_inherited_fd)
                 .transpose()
                 .context("--ready-fd")?,
-            lock: lock_fd.map(take_inherited_fd).transpose().context("--lock-fd")?,
+            lock: lock_fd
+                .map(take_inherited_fd)
+                .transpose()
+                .context("--lock-fd")?,
             profiles: take_inherited_fd(profiles_fd).context("--profiles-fd")?,
             profile,
         };

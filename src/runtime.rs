@@ -28,8 +28,12 @@ impl Runtime {
                 dirs.runtime.display()
             )
         })?;
-        check_private(&profiles)
-            .with_context(|| format!("runtime directory {}/{PROFILES_DIR}", dirs.runtime.display()))?;
+        check_private(&profiles).with_context(|| {
+            format!(
+                "runtime directory {}/{PROFILES_DIR}",
+                dirs.runtime.display()
+            )
+        })?;
         Ok(Runtime { profiles })
     }
 

@@ -210,7 +210,13 @@ pub fn start(
     .context("create the supervisor log")?;
     let log = std::fs::File::from(log);
 
-    let mut cmd = handover.command(&launcher, profiles, name, true, ("--ready-fd", ready_w.as_fd()));
+    let mut cmd = handover.command(
+        &launcher,
+        profiles,
+        name,
+        true,
+        ("--ready-fd", ready_w.as_fd()),
+    );
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -224,6 +230,9 @@ pub fn start(
         bail!("the launcher failed ({status}){}", log_tail(dir));
     }
     let answer = read_ready(ready_r, READY_TIMEOUT)?;
+    // Issue 6 (leak protection): "ready" may be followed by "warning: …" lines.
+    let (answer, warnings) = answer.split_once('\n').unwrap_or((answer.as_str(), ""));
+    warnings.lines().for_each(|w| eprintln!("wg-wrap: {w}"));
     match answer.trim_end() {
         "ready" => {}
         "" => bail!("the supervisor exited before it was ready{}", log_tail(dir)),
@@ -257,7 +266,13 @@ pub fn exec_foreground(
         Err(e) => return e,
     };
     // `launcher` and `handover` hold the descriptors open until the exec.
-    let cmd = handover.command(&launcher, profiles, name, false, ("--lock-fd", lock.as_fd()));
+    let cmd = handover.command(
+        &launcher,
+        profiles,
+        name,
+        false,
+        ("--lock-fd", lock.as_fd()),
+    );
     spawn::exec(cmd)
 }
 

@@ -50,7 +50,8 @@ mod tests {
 
     #[test]
     fn known_keys() {
-        let s = Settings::parse("runtime_dir = \"/r\"\nmtu = 1380\nwait_timeout_secs = 3\n").unwrap();
+        let s =
+            Settings::parse("runtime_dir = \"/r\"\nmtu = 1380\nwait_timeout_secs = 3\n").unwrap();
         assert_eq!(
             s,
             Settings {

@@ -68,7 +68,10 @@ mod tests {
         let out = redacted(&wgconf::parse(text).unwrap().config);
         assert!(!out.contains("yAnz5TF"), "{out}");
         assert!(!out.contains("TrMvSoP4"), "{out}");
-        assert!(out.contains("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="), "{out}");
+        assert!(
+            out.contains("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="),
+            "{out}"
+        );
         assert_eq!(out.matches("(hidden)").count(), 2, "{out}");
     }
 }

@@ -200,12 +200,7 @@ fn now_unix() -> u64 {
 
 /// "1h 2m 3s" style ages, as `wg show` prints them.
 pub fn age(secs: u64) -> String {
-    let (d, h, m, s) = (
-        secs / 86400,
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60,
-    );
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     let mut parts = Vec::new();
     for (v, unit) in [(d, "d"), (h, "h"), (m, "m")] {
         if v > 0 || !parts.is_empty() {

@@ -23,7 +23,13 @@ fn two_hundred_up_down_cycles_leak_nothing() {
     }
     let left = sb.wait_no_processes(Duration::from_secs(10));
     assert!(left.is_empty(), "processes left behind: {left:?}");
-    assert!(!sb.profile_runtime_dir("work").exists(), "runtime files left behind");
-    assert_eq!(open_fds(), fds_before, "file descriptors leaked in the test process");
+    assert!(
+        !sb.profile_runtime_dir("work").exists(),
+        "runtime files left behind"
+    );
+    assert_eq!(
+        open_fds(),
+        fds_before,
+        "file descriptors leaked in the test process"
+    );
 }
-

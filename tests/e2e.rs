@@ -9,12 +9,6 @@ use std::time::Duration;
 
 const PEER: &str = "10.77.0.1";
 
-fn exec_args<'a>(profile: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["exec", profile, "--"];
-    v.extend_from_slice(cmd);
-    v
-}
-
 #[test]
 fn http_get_through_the_tunnel() {
     let sb = Sandbox::new();
@@ -44,7 +38,11 @@ fn ten_mib_arrive_intact() {
         .iter()
         .enumerate()
         .find(|(i, b)| **b != virtual_peer::pattern_byte(*i as u64));
-    assert!(bad.is_none(), "first corrupt byte at {:?}", bad.map(|b| b.0));
+    assert!(
+        bad.is_none(),
+        "first corrupt byte at {:?}",
+        bad.map(|b| b.0)
+    );
 }
 
 #[test]
@@ -53,7 +51,11 @@ fn dns_from_the_profile_resolves_inside() {
     let (_peer, _) = sb.virtual_peer("work");
     let out = sb.run(sb.wg_wrap(&exec_args(
         "work",
-        &["sh", "-c", "cat /etc/resolv.conf; getent ahostsv4 peer.wgwrap.test"],
+        &[
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf; getent ahostsv4 peer.wgwrap.test",
+        ],
     )));
     assert_success(&out);
     let text = stdout(&out);
@@ -114,10 +116,7 @@ fn cwd_env_and_argv_are_intact() {
 fn ping_works_for_the_unprivileged_user() {
     let sb = Sandbox::new();
     let (_peer, _) = sb.virtual_peer("work");
-    let out = sb.run(sb.wg_wrap(&exec_args(
-        "work",
-        &["ping", "-c", "2", "-W", "5", PEER],
-    )));
+    let out = sb.run(sb.wg_wrap(&exec_args("work", &["ping", "-c", "2", "-W", "5", PEER])));
     assert_success(&out);
     assert!(stdout(&out).contains("2 received"), "{}", describe(&out));
 }
@@ -146,7 +145,10 @@ fn concurrent_execs_share_one_session_and_down_cleans_up() {
     }
     let a = stdout(&outs[0]);
     let b = stdout(&outs[1]);
-    assert_eq!(a, b, "both execs must land in the same namespace as the same uid");
+    assert_eq!(
+        a, b,
+        "both execs must land in the same namespace as the same uid"
+    );
     let mut lines = a.lines();
     let ns = lines.next().unwrap();
     let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -176,7 +178,10 @@ fn exec_without_up_ends_its_session_afterwards() {
     let out = sb.run(sb.wg_wrap(&exec_args("work", &["true"])));
     assert_success(&out);
     let left = sb.wait_no_processes(Duration::from_secs(5));
-    assert!(left.is_empty(), "supervisor outlived its only user: {left:?}");
+    assert!(
+        left.is_empty(),
+        "supervisor outlived its only user: {left:?}"
+    );
     assert!(!sb.profile_runtime_dir("work").exists());
 }
 

@@ -12,12 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use virtual_peer::{key_to_base64, PeerConfig, VirtualPeer};
 
-fn exec_args<'a>(profile: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["exec", profile, "--"];
-    v.extend_from_slice(cmd);
-    v
-}
-
 /// `key=value` fields of a profile's state file.
 fn state_field(sb: &Sandbox, name: &str, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(sb.profile_runtime_dir(name).join("state")).ok()?;
@@ -45,7 +39,10 @@ fn wait_until_running(pid: u32, program: &str) {
         .unwrap_or_default()
         .starts_with(program)
     {
-        assert!(Instant::now() < deadline, "{program} (pid {pid}) never started");
+        assert!(
+            Instant::now() < deadline,
+            "{program} (pid {pid}) never started"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -129,27 +126,38 @@ fn killed_supervisor_fails_closed_and_the_next_exec_starts_fresh() {
         "touch {marker_s}; curl -s --max-time 8 -o /dev/null http://10.77.0.1/bytes/1000000000; echo first=$?; \
          curl -s --max-time 2 -o /dev/null http://10.77.0.1/; echo second=$?; ip route; ip -6 route"
     );
-    std::fs::set_permissions(&sb.root, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .unwrap();
+    std::fs::set_permissions(
+        &sb.root,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let mut cmd = sb.wg_wrap(&exec_args("work", &["sh", "-c", &script]));
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !marker.exists() {
-        assert!(Instant::now() < deadline, "the wrapped transfer never started");
+        assert!(
+            Instant::now() < deadline,
+            "the wrapped transfer never started"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(300));
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(old_pid as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    signal(old_pid, rustix::process::Signal::KILL);
     let out = wait_output(child, COMMAND_TIMEOUT);
     let text = stdout(&out);
-    assert!(!text.contains("first=0"), "the transfer finished without a tunnel:\n{text}");
-    assert!(text.contains("second=") && !text.contains("second=0"), "{text}");
-    for route in text.lines().filter(|l| !l.starts_with("first=") && !l.starts_with("second=")) {
+    assert!(
+        !text.contains("first=0"),
+        "the transfer finished without a tunnel:\n{text}"
+    );
+    assert!(
+        text.contains("second=") && !text.contains("second=0"),
+        "{text}"
+    );
+    for route in text
+        .lines()
+        .filter(|l| !l.starts_with("first=") && !l.starts_with("second="))
+    {
         assert!(
             route.contains("dev wg0") || route.contains("dev lo"),
             "a route leads elsewhere than the dead tunnel: {route:?}\n{text}"
@@ -210,9 +218,16 @@ fn state_naming_an_unrelated_process_is_never_joined() {
         let out = sb.run(sb.wg_wrap(&exec_args("work", &["readlink", "/proc/self/ns/net"])));
         assert_success(&out);
         let ns = stdout(&out);
-        assert_ne!(ns.trim(), sandbox_ns.to_str().unwrap(), "joined the impostor's namespace");
+        assert_ne!(
+            ns.trim(),
+            sandbox_ns.to_str().unwrap(),
+            "joined the impostor's namespace"
+        );
         // The stale state was replaced by a fresh session, which ended with its command.
-        assert_ne!(state_field(&sb, "work", "supervisor_pid"), Some(pid.to_string()));
+        assert_ne!(
+            state_field(&sb, "work", "supervisor_pid"),
+            Some(pid.to_string())
+        );
     }
     let _ = impostor.kill();
     let _ = impostor.wait();
@@ -222,7 +237,10 @@ fn state_naming_an_unrelated_process_is_never_joined() {
 fn daemonized_child_keeps_the_session_until_it_ends() {
     let sb = Sandbox::new();
     let (_peer, _) = sb.virtual_peer("work");
-    let out = sb.run(sb.wg_wrap(&exec_args("work", &["sh", "-c", "sleep 2 >/dev/null 2>&1 & exit 0"])));
+    let out = sb.run(sb.wg_wrap(&exec_args(
+        "work",
+        &["sh", "-c", "sleep 2 >/dev/null 2>&1 & exit 0"],
+    )));
     assert_success(&out);
     let pid = supervisor_pid(&sb, "work");
     let list = sb.run(sb.wg_wrap(&["list"]));
@@ -238,7 +256,10 @@ fn status_json_reports_the_session() {
     let sb = Sandbox::new();
     let (peer, client) = sb.virtual_peer("work");
     assert_success(&sb.run(sb.wg_wrap(&["up", "work"])));
-    let mut sleeper = sb.wg_wrap(&exec_args("work", &["sleep", "20"])).spawn().unwrap();
+    let mut sleeper = sb
+        .wg_wrap(&exec_args("work", &["sleep", "20"]))
+        .spawn()
+        .unwrap();
     wait_until_running(sleeper.id(), "sleep");
     let out = sb.run(sb.wg_wrap(&exec_args(
         "work",
@@ -261,8 +282,14 @@ fn status_json_reports_the_session() {
     let p = &s["peers"][0];
     assert_eq!(p["public_key"], key_to_base64(&client.peer_public_key));
     assert_eq!(p["endpoint"], peer.local_addr().to_string());
-    assert_eq!(p["allowed_ips"], serde_json::json!(["10.77.0.0/24", "fd77::/64"]));
-    assert!(p["latest_handshake_secs_ago"].as_u64().unwrap() < 60, "{doc:#}");
+    assert_eq!(
+        p["allowed_ips"],
+        serde_json::json!(["10.77.0.0/24", "fd77::/64"])
+    );
+    assert!(
+        p["latest_handshake_secs_ago"].as_u64().unwrap() < 60,
+        "{doc:#}"
+    );
     assert!(p["rx_bytes"].as_u64().unwrap() > 0 && p["tx_bytes"].as_u64().unwrap() > 0);
     assert_eq!(p["persistent_keepalive"], serde_json::Value::Null);
     let _ = sleeper.kill();
@@ -281,7 +308,15 @@ fn reload_adds_a_peer_and_changes_keepalive_without_breaking_a_stream() {
     let url = format!("http://10.77.0.1/bytes/{n}");
     let mut cmd = sb.wg_wrap(&exec_args(
         "work",
-        &["curl", "-sS", "--max-time", "50", "--limit-rate", "3M", &url],
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "50",
+            "--limit-rate",
+            "3M",
+            &url,
+        ],
     ));
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let stream = cmd.spawn().unwrap();
@@ -344,11 +379,18 @@ fn reload_adds_a_peer_and_changes_keepalive_without_breaking_a_stream() {
 fn settings_file_typo_is_an_error_with_its_line() {
     let sb = Sandbox::new();
     let (_peer, _) = sb.virtual_peer("work");
-    std::fs::write(sb.config_dir.join("config.toml"), "mtu = 1400\nruntme_dir = \"/x\"\n").unwrap();
+    std::fs::write(
+        sb.config_dir.join("config.toml"),
+        "mtu = 1400\nruntme_dir = \"/x\"\n",
+    )
+    .unwrap();
     let out = sb.run(sb.wg_wrap(&["up", "work"]));
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("config.toml") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("config.toml") && err.contains("line 2"),
+        "{err}"
+    );
     assert!(!sb.profile_runtime_dir("work").exists());
 }
 
@@ -358,8 +400,11 @@ fn runtime_dir_owned_by_someone_else_is_refused() {
     let (_peer, _) = sb.virtual_peer("work");
     let foreign = sb.root.join("foreign");
     std::fs::create_dir(&foreign).unwrap();
-    std::fs::set_permissions(&foreign, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .unwrap();
+    std::fs::set_permissions(
+        &foreign,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let mut cmd = sb.wg_wrap(&["up", "work"]);
     cmd.env("WG_WRAP_RUNTIME_DIR", &foreign);
     let out = sb.run(cmd);
@@ -411,7 +456,10 @@ fn up_foreground_serves_until_sigterm() {
     let fg = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while state_field(&sb, "work", "supervisor_pid").is_none() {
-        assert!(Instant::now() < deadline, "the foreground supervisor never came up");
+        assert!(
+            Instant::now() < deadline,
+            "the foreground supervisor never came up"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The foreground process *is* the supervisor (systemd's main PID).
@@ -421,11 +469,7 @@ fn up_foreground_serves_until_sigterm() {
         &["curl", "-sS", "--max-time", "10", "http://10.77.0.1/"],
     )));
     assert_success(&out);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(fg.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
+    signal(fg.id(), rustix::process::Signal::TERM);
     let out = wait_output(fg, COMMAND_TIMEOUT);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_session_gone(&sb, "work");

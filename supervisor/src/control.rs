@@ -102,9 +102,7 @@ pub fn peer_configs(config: &Config, ipv6_socket: bool) -> Vec<PeerConfig> {
             public_key: *p.public_key.as_bytes(),
             preshared_key: p.preshared_key.map(|k| *k.as_bytes()),
             endpoint: match &p.endpoint {
-                Some(Endpoint::Addr(a)) => {
-                    Some(crate::dataplane::socket_form(*a, ipv6_socket))
-                }
+                Some(Endpoint::Addr(a)) => Some(crate::dataplane::socket_form(*a, ipv6_socket)),
                 // The CLI resolves names on the host before handing a profile over.
                 Some(Endpoint::Host { .. }) | None => None,
             },
@@ -160,7 +158,10 @@ impl Control {
             }
         };
         not_applied("Address", old_i.addresses != new_i.addresses);
-        not_applied("DNS", old_i.dns != new_i.dns || old_i.dns_search != new_i.dns_search);
+        not_applied(
+            "DNS",
+            old_i.dns != new_i.dns || old_i.dns_search != new_i.dns_search,
+        );
         not_applied("MTU", old_i.mtu != new_i.mtu);
         not_applied("ListenPort", old_i.listen_port != new_i.listen_port);
 

@@ -17,11 +17,11 @@ use crate::profile_dir::{self, list_dir, lock_dir, open_dir, ProfileLock};
 use crate::session::{
     netns_of, parse_pid_name, proc_start_time, processes_in_netns, NsId, HOLD_FILE, PIDS_DIR,
 };
-use rustix::process::{pidfd_send_signal, Signal};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{self, inotify, AtFlags};
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
+use rustix::process::{pidfd_send_signal, Signal};
 use std::io::{self, Read};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
@@ -66,7 +66,8 @@ impl Lifecycle {
     /// Start watching. Call before announcing readiness so no registration is missed.
     pub fn new(dir: OwnedFd) -> io::Result<Lifecycle> {
         let pids = open_dir(dir.as_fd(), PIDS_DIR, true)?;
-        let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+        let inotify =
+            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
         let mask = inotify::WatchFlags::CREATE
             | inotify::WatchFlags::MOVED_TO
             | inotify::WatchFlags::DELETE
@@ -116,7 +117,10 @@ impl Lifecycle {
             }
             if self.wait_for_event()? {
                 self.stop_everything();
-                return Ok(End::Stopped(lock_dir(self.dir.as_fd(), Duration::from_secs(30))?));
+                return Ok(End::Stopped(lock_dir(
+                    self.dir.as_fd(),
+                    Duration::from_secs(30),
+                )?));
             }
         }
     }
@@ -133,10 +137,14 @@ impl Lifecycle {
 
     fn adopt_namespace_processes(&mut self) {
         for pid in processes_in_netns(self.netns, std::process::id()) {
-            let Some(p) = Pid::from_raw(pid as i32) else { continue };
+            let Some(p) = Pid::from_raw(pid as i32) else {
+                continue;
+            };
             // Open first, check second: the pidfd then surely names a process that
             // was in our namespace.
-            let Ok(pidfd) = pidfd_open(p, PidfdFlags::empty()) else { continue };
+            let Ok(pidfd) = pidfd_open(p, PidfdFlags::empty()) else {
+                continue;
+            };
             if netns_of(pid) == Some(self.netns) {
                 self.watched.push(Watched {
                     pid,
@@ -213,9 +221,8 @@ impl Lifecycle {
     fn scan(&mut self) -> io::Result<()> {
         let names = list_dir(self.pids.as_fd())?;
         // A removed file is an explicit unregistration (the process may live on).
-        self.watched.retain(|w| {
-            !w.registered || names.iter().any(|n| parse_pid_name(n) == Some(w.pid))
-        });
+        self.watched
+            .retain(|w| !w.registered || names.iter().any(|n| parse_pid_name(n) == Some(w.pid)));
         for name in names {
             if name.starts_with(".tmp-") {
                 continue; // a registration being written; its rename wakes us again

@@ -191,7 +191,11 @@ pub fn read_small(dir: BorrowedFd<'_>, name: &str) -> Option<String> {
 }
 
 /// Remove a whole profile directory (teardown or stale cleanup), lock file last.
-pub fn remove_profile_dir(profiles: BorrowedFd<'_>, name: &str, dir: BorrowedFd<'_>) -> io::Result<()> {
+pub fn remove_profile_dir(
+    profiles: BorrowedFd<'_>,
+    name: &str,
+    dir: BorrowedFd<'_>,
+) -> io::Result<()> {
     if let Ok(pids) = open_dir(dir, PIDS_DIR, false) {
         clear_dir(pids.as_fd())?;
     }

@@ -91,7 +91,11 @@ impl SessionState {
                 continue;
             };
             if let Some(i) = NAMES.iter().position(|n| *n == key) {
-                fields[i] = Some(value.parse::<u64>().map_err(|_| StateError::BadField(NAMES[i])));
+                fields[i] = Some(
+                    value
+                        .parse::<u64>()
+                        .map_err(|_| StateError::BadField(NAMES[i])),
+                );
             }
         }
         let mut get = |i: usize| -> Result<u64, StateError> {
@@ -177,7 +181,10 @@ mod tests {
         SessionState {
             supervisor_pid: 4242,
             supervisor_start_time: 987654,
-            netns: NsId { dev: 4, ino: 4026532000 },
+            netns: NsId {
+                dev: 4,
+                ino: 4026532000,
+            },
             started_unix: 1_790_000_000,
         }
     }
@@ -195,7 +202,9 @@ mod tests {
             SessionState::parse(&text),
             Err(StateError::MissingField("netns_ino"))
         );
-        let text = sample().render().replace("supervisor_pid=4242", "supervisor_pid=0");
+        let text = sample()
+            .render()
+            .replace("supervisor_pid=4242", "supervisor_pid=0");
         assert_eq!(
             SessionState::parse(&text),
             Err(StateError::BadField("supervisor_pid"))
@@ -225,7 +234,10 @@ mod tests {
     #[test]
     fn our_own_netns_contains_us() {
         let ns = netns_of(std::process::id()).unwrap();
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let found = processes_in_netns(ns, std::process::id());
         child.kill().unwrap();
         child.wait().unwrap();

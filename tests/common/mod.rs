@@ -132,7 +132,10 @@ impl Sandbox {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "the sandbox netns did not appear");
+            assert!(
+                Instant::now() < deadline,
+                "the sandbox netns did not appear"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -217,7 +220,10 @@ impl Sandbox {
         let needle = format!("WG_WRAP_TEST_ID={}", self.id);
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -297,6 +303,19 @@ pub fn wait_output(child: Child, timeout: Duration) -> Output {
         );
     }
     waiter.join().unwrap().unwrap()
+}
+
+/// `exec PROFILE -- CMD...` as an argument vector.
+pub fn exec_args<'a>(profile: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["exec", profile, "--"];
+    v.extend_from_slice(cmd);
+    v
+}
+
+/// Send `sig` to `pid` (a process this test started or looked up).
+pub fn signal(pid: u32, sig: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), sig)
+        .unwrap_or_else(|e| panic!("signal {sig:?} to pid {pid}: {e}"));
 }
 
 pub fn describe(out: &Output) -> String {
@@ -428,3 +447,6 @@ pub fn clip(bytes: &[u8]) -> String {
         text
     }
 }
+
+// The leak tier's fake host, decoys and packet counter (tests/leaks.rs).
+pub mod leak;
