@@ -103,6 +103,10 @@ enum Cmd {
         #[arg(long)]
         profiles_fd: i32,
         #[arg(long)]
+        control_fd: i32,
+        #[arg(long)]
+        control_id: u64,
+        #[arg(long)]
         profile: String,
     },
     #[command(name = "__http-get", hide = true)]
@@ -145,6 +149,8 @@ fn run(cmd: Cmd) -> Result<i32> {
         ready_fd,
         lock_fd,
         profiles_fd,
+        control_fd,
+        control_id,
         profile,
     } = cmd
     {
@@ -161,6 +167,8 @@ fn run(cmd: Cmd) -> Result<i32> {
                 .transpose()
                 .context("--lock-fd")?,
             profiles: take_inherited_fd(profiles_fd).context("--profiles-fd")?,
+            control: take_inherited_fd(control_fd).context("--control-fd")?,
+            control_id,
             profile,
         };
         return Ok(supervisor::run::run(args));

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use supervisor::profile_dir::{clear_dir, open_dir, read_small, ProfileLock};
 use supervisor::session::{
-    netns_of, proc_start_time, SessionState, HOLD_FILE, LOG_FILE, PIDS_DIR, STATE_FILE,
+    control_socket_name, netns_of, proc_start_time, SessionState, HOLD_FILE, LOG_FILE, PIDS_DIR, STATE_FILE,
 };
 
 /// How long a supervisor may take to report ready.
@@ -49,7 +49,12 @@ pub fn probe(dir: BorrowedFd<'_>) -> Option<Live> {
     // pidfd first, checks second: a PID recycled after the checks cannot matter, the
     // pidfd still names the process we checked (or a dead one, and setns then fails).
     let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
-    if proc_start_time(pid)? != state.supervisor_start_time || netns_of(pid)? != state.netns {
+    // From inside a wrap (a nested wg-wrap), the supervisor's namespace link is not
+    // readable (it keeps a capability we lack); being in that very namespace is
+    // proof enough then.
+    let netns = netns_of(pid)
+        .or_else(|| netns_of(std::process::id()).filter(|ours| *ours == state.netns))?;
+    if proc_start_time(pid)? != state.supervisor_start_time || netns != state.netns {
         return None;
     }
     Some(Live { state, pidfd })
@@ -133,10 +138,29 @@ struct Handover {
     exe: OwnedFd,
     config: OwnedFd,
     udp: OwnedFd,
+    control: OwnedFd,
+    control_id: u64,
+}
+
+/// The session's control socket: abstract, so it lives in *this* (the host's)
+/// network namespace, where wrapped programs cannot reach it.
+fn control_socket() -> Result<(OwnedFd, u64)> {
+    use std::os::linux::net::SocketAddrExt;
+    let mut id = [0u8; 8];
+    rustix::rand::getrandom(&mut id, rustix::rand::GetRandomFlags::empty())
+        .context("pick a control socket name")?;
+    let id = u64::from_ne_bytes(id);
+    let name = control_socket_name(rustix::process::getuid().as_raw(), id);
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .context("name the control socket")?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
+        .context("bind the control socket")?;
+    Ok((OwnedFd::from(listener), id))
 }
 
 impl Handover {
     fn new(config: &wgconf::Config) -> Result<Handover> {
+        let (control, control_id) = control_socket()?;
         Ok(Handover {
             exe: fs::open(
                 "/proc/self/exe",
@@ -147,6 +171,8 @@ impl Handover {
             config: spawn::sealed_memfd("wg-wrap-profile", wgconf::render(config).as_bytes())
                 .context("hand the profile over")?,
             udp: hostsock::open_udp(config.interface.listen_port)?,
+            control,
+            control_id,
         })
     }
 
@@ -173,6 +199,8 @@ impl Handover {
             .args(["--config-fd", &fd(&self.config)])
             .args(["--udp-fd", &fd(&self.udp)])
             .args(["--profiles-fd", &fd(&profiles)])
+            .args(["--control-fd", &fd(&self.control)])
+            .args(["--control-id", &self.control_id.to_string()])
             .args([extra.0, &fd(&extra.1)])
             .args(["--profile", name]);
         spawn::inherit_fds(
@@ -182,6 +210,7 @@ impl Handover {
                 self.config.as_raw_fd(),
                 self.udp.as_raw_fd(),
                 profiles.as_raw_fd(),
+                self.control.as_raw_fd(),
                 extra.1.as_raw_fd(),
             ],
         );

@@ -5,19 +5,27 @@ use crate::sessions;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::time::{SystemTime, UNIX_EPOCH};
 use supervisor::control::{self, ReloadReply, SessionStatus};
 use supervisor::profile_dir::list_dir;
-use supervisor::session::CTL_SOCKET;
+use supervisor::session::{control_socket_name, SessionState};
 
 #[derive(Serialize)]
 struct StatusDoc {
     profiles: Vec<SessionStatus>,
 }
 
-fn ctl_path(dir: BorrowedFd<'_>) -> String {
-    format!("/proc/self/fd/{}/{CTL_SOCKET}", dir.as_raw_fd())
+fn control_name(state: &SessionState) -> String {
+    control_socket_name(rustix::process::getuid().as_raw(), state.control_id)
+}
+
+/// Why a supervisor could not be asked; from inside a wrap that is by design.
+fn unreachable(name: &str) -> String {
+    format!(
+        "ask the supervisor of {name} (its control socket is only reachable from outside \
+         the session, never from a wrapped program)"
+    )
 }
 
 /// The status of one profile's session, or `None` when it has none.
@@ -26,11 +34,11 @@ pub fn query(runtime: &Runtime, name: &str) -> Result<Option<SessionStatus>> {
         return Ok(None);
     };
     // Read-only: no lock, so `status` never waits behind a starting session.
-    if sessions::probe(dir.as_fd()).is_none() {
+    let Some(live) = sessions::probe(dir.as_fd()) else {
         return Ok(None);
-    }
-    let answer = control::request(&ctl_path(dir.as_fd()), "status", None)
-        .with_context(|| format!("ask the supervisor of {name}"))?;
+    };
+    let answer = control::request(&control_name(&live.state), "status", None)
+        .with_context(|| unreachable(name))?;
     let status = serde_json::from_str(&answer)
         .with_context(|| format!("the supervisor of {name} answered {answer:?}"))?;
     Ok(Some(status))
@@ -167,12 +175,12 @@ pub fn reload(runtime: &Runtime, name: &str, config: &wgconf::Config) -> Result<
         std::time::Duration::from_secs(30),
     )?;
     drop(dir);
-    if sessions::find_live(locked.dir.as_fd())?.is_none() {
+    let Some(live) = sessions::find_live(locked.dir.as_fd())? else {
         bail!("{name} has no session to reload");
-    }
+    };
     let text = wgconf::render(config);
-    let answer = control::request(&ctl_path(locked.dir.as_fd()), "reload", Some(&text))
-        .with_context(|| format!("hand the new profile to the supervisor of {name}"))?;
+    let answer = control::request(&control_name(&live.state), "reload", Some(&text))
+        .with_context(|| unreachable(name))?;
     let reply: ReloadReply = serde_json::from_str(&answer)
         .with_context(|| format!("the supervisor of {name} answered {answer:?}"))?;
     for w in &reply.warnings {

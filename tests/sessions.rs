@@ -61,14 +61,28 @@ fn assert_session_gone(sb: &Sandbox, name: &str) {
 fn fifty_concurrent_execs_share_one_supervisor_and_end_it() {
     let sb = Sandbox::new();
     let (_peer, _) = sb.virtual_peer("work");
-    let probe = "readlink /proc/self/ns/net; ping -c 1 -W 10 10.77.0.1 >/dev/null && echo ok";
+    // Each command announces itself, then waits for all fifty: so they overlap, and
+    // a second supervisor could only come from a lifecycle race.
+    let rendezvous = sb.user_dir("rendezvous");
+    let probe = format!(
+        "readlink /proc/self/ns/net; ping -c 1 -W 10 10.77.0.1 >/dev/null && echo ok; \
+         touch {dir}/started.$$; i=0; while [ ! -e {dir}/go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        dir = rendezvous.display()
+    );
     let children: Vec<Child> = (0..50)
         .map(|_| {
-            let mut cmd = sb.wg_wrap(&exec_args("work", &["sh", "-c", probe]));
+            let mut cmd = sb.wg_wrap(&exec_args("work", &["sh", "-c", &probe]));
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             cmd.spawn().unwrap()
         })
         .collect();
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while std::fs::read_dir(&rendezvous).unwrap().count() < 50 {
+        assert!(Instant::now() < deadline, "not all fifty commands started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let supervisors = sb.run(sb.wg_wrap(&["list"]));
+    std::fs::write(rendezvous.join("go"), "").unwrap();
     let outs: Vec<_> = children
         .into_iter()
         .map(|c| wait_output(c, COMMAND_TIMEOUT))
@@ -82,6 +96,48 @@ fn fifty_concurrent_execs_share_one_supervisor_and_end_it() {
         assert_eq!(lines.next(), Some("ok"), "{}", describe(out));
     }
     assert_eq!(namespaces.len(), 1, "more than one session: {namespaces:?}");
+    assert_eq!(
+        stdout(&supervisors).lines().count(),
+        1,
+        "{}",
+        describe(&supervisors)
+    );
+    assert!(stdout(&supervisors).contains("50 wrapped"), "{}", describe(&supervisors));
+    assert_session_gone(&sb, "work");
+}
+
+#[test]
+fn a_wrapped_program_cannot_reach_the_supervisor() {
+    let sb = Sandbox::new();
+    let (_peer, _) = sb.virtual_peer("work");
+    assert_success(&sb.run(sb.wg_wrap(&["up", "work"])));
+    let pid = supervisor_pid(&sb, "work");
+    let exe = sb.wg_wrap.display().to_string();
+    // A nested wg-wrap inside the wrap: the control socket lives in the host's network
+    // namespace, so neither status nor reload (a new Endpoint would let it send
+    // anywhere the host can reach) gets through — and the live session must not be
+    // taken for a stale one on the way.
+    let out = sb.run(sb.wg_wrap(&exec_args(
+        "work",
+        &[
+            "sh",
+            "-c",
+            &format!("{exe} status work; echo status=$?; {exe} reload work; echo reload=$?"),
+        ],
+    )));
+    let text = stdout(&out);
+    assert!(text.contains("status=125"), "{}", describe(&out));
+    assert!(text.contains("reload=125"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only reachable from outside the session"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(supervisor_pid(&sb, "work"), pid, "the live session was disturbed");
+    // From the host side, both work.
+    assert_success(&sb.run(sb.wg_wrap(&["status", "work"])));
+    assert_success(&sb.run(sb.wg_wrap(&["reload", "work"])));
+    assert_success(&sb.run(sb.wg_wrap(&["down", "work"])));
     assert_session_gone(&sb, "work");
 }
 

@@ -2,8 +2,10 @@
 //! asks a running supervisor for its status or hands it a new configuration.
 //!
 //! One request per connection, a line naming it, then for `reload` the profile text up
-//! to end-of-file; the answer is one JSON document. Only processes of our own uid may
-//! connect (checked with SO_PEERCRED, on top of the 0700 directory).
+//! to end-of-file; the answer is one JSON document. The socket is abstract and lives
+//! in the host's network namespace (the CLI made it there), so wrapped programs
+//! cannot connect — a `reload` from inside could otherwise re-point the tunnel at any
+//! address the host reaches. Other users could: SO_PEERCRED must show our uid.
 
 use crate::dataplane::{PeerConfig, PeerStats, ReloadSummary};
 use crate::netsetup::{self, NetOps};
@@ -52,6 +54,20 @@ pub struct ReloadReply {
     pub replaced: usize,
     pub added: usize,
     pub removed: usize,
+}
+
+impl ReloadReply {
+    fn failed(error: String) -> ReloadReply {
+        ReloadReply {
+            ok: false,
+            error: Some(error),
+            warnings: Vec::new(),
+            kept: 0,
+            replaced: 0,
+            added: 0,
+            removed: 0,
+        }
+    }
 }
 
 impl PeerStatus {
@@ -132,21 +148,13 @@ impl Control {
     /// Apply a new profile text like `wg syncconf`. Interface settings that only take
     /// effect in a new namespace are reported, not applied.
     pub fn reload(&self, text: &str) -> ReloadReply {
-        let mut reply = ReloadReply {
-            ok: false,
-            error: None,
-            warnings: Vec::new(),
-            kept: 0,
-            replaced: 0,
-            added: 0,
-            removed: 0,
-        };
         let new = match wgconf::parse(text) {
             Ok(parsed) => parsed.config,
-            Err(e) => {
-                reply.error = Some(e.to_string());
-                return reply;
-            }
+            Err(e) => return ReloadReply::failed(e.to_string()),
+        };
+        let mut reply = ReloadReply {
+            error: None,
+            ..ReloadReply::failed(String::new())
         };
         let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
         let (old_i, new_i) = (&current.interface, &new.interface);
@@ -165,9 +173,13 @@ impl Control {
         not_applied("MTU", old_i.mtu != new_i.mtu);
         not_applied("ListenPort", old_i.listen_port != new_i.listen_port);
 
-        // Routes first: a failure leaves the running configuration untouched.
+        // Routes first: a failure leaves the running configuration untouched. They
+        // follow the addresses the namespace really has (Address is not reloaded;
+        // without an IPv6 address, IPv6 is off on the tunnel and gets no routes).
+        let mut routed = new.clone();
+        routed.interface.addresses = current.interface.addresses.clone();
         let old_routes = netsetup::tunnel_routes(&current);
-        let new_routes = netsetup::tunnel_routes(&new);
+        let new_routes = netsetup::tunnel_routes(&routed);
         {
             let mut net = self.net.lock().unwrap_or_else(|e| e.into_inner());
             for r in new_routes.iter().filter(|r| !old_routes.contains(r)) {
@@ -241,9 +253,12 @@ impl Control {
     }
 }
 
-/// Ask a running supervisor over its socket; returns the raw JSON answer.
-pub fn request(socket_path: &str, request: &str, body: Option<&str>) -> io::Result<String> {
-    let mut stream = UnixStream::connect(socket_path)?;
+/// Ask a running supervisor over its control socket (by abstract name); returns the
+/// raw JSON answer.
+pub fn request(socket_name: &str, request: &str, body: Option<&str>) -> io::Result<String> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(socket_name)?;
+    let mut stream = UnixStream::connect_addr(&addr)?;
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
     writeln!(stream, "{request}")?;

@@ -129,4 +129,17 @@ impl NetOps for Rtnetlink {
             format!("{gid} {gid}\n"),
         )
     }
+
+    fn disable_ipv6(&mut self, index: u32) -> io::Result<()> {
+        // The per-device IPv6 settings are sysctls named after the device, and
+        // rtnetlink cannot set them (IFLA_INET6_CONF is read-only).
+        if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            return Ok(()); // No IPv6 in this kernel (ipv6.disable=1): nothing to turn off.
+        }
+        let name = rustix::net::netdevice::index_to_name(&self.socket, index)?;
+        std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"),
+            "1\n",
+        )
+    }
 }

@@ -2,14 +2,25 @@
 //! routes, and unprivileged ping.
 //!
 //! The order matters and is unit-tested against a recording fake: `lo` first (local
-//! services and the resolver's loopback work before anything else), then addresses,
-//! then the link up, then one route per distinct AllowedIPs prefix, then the ping
-//! sysctl.  No route is ever added to anything but the tunnel, so the namespace has no
-//! path out except through WireGuard: with no matching route a connect fails with
-//! "network unreachable" at once instead of leaking.
+//! services and the resolver's loopback work before anything else), then IPv6 off on
+//! the tunnel if the profile has no IPv6 address, then addresses, then the link up,
+//! then one route per distinct AllowedIPs prefix, then the ping sysctl.  No route is
+//! ever added to anything but the tunnel, so the namespace has no path out except
+//! through WireGuard: with no matching route a connect fails with "network
+//! unreachable" at once instead of leaking.
+//!
+//! IPv6 on an IPv4-only profile: the tunnel device gets `disable_ipv6`, before it is
+//! up, so the kernel never gives it a link-local address, never sends router
+//! solicitations or MLD reports into it, and refuses link-local and multicast sends
+//! on it; IPv6 AllowedIPs of such a profile get no route (the kernel refuses routes
+//! through a device with IPv6 off, and without an address of ours they could not
+//! carry a connection anyway).  Every IPv6 connect then fails at once with
+//! ENETUNREACH — also for the common `AllowedIPs = 0.0.0.0/0, ::/0` written to keep
+//! IPv6 from leaking around a VPN.  `::1` on `lo` stays.
 
 use std::fmt;
 use std::io;
+use std::net::IpAddr;
 use wgconf::{Config, IpNet};
 
 /// `lo` is always interface 1 in a fresh network namespace.
@@ -27,6 +38,9 @@ pub trait NetOps {
     fn del_route(&mut self, index: u32, dest: IpNet) -> io::Result<()>;
     /// Allow unprivileged ICMP echo sockets for this group (`net.ipv4.ping_group_range`).
     fn allow_ping_for_group(&mut self, gid: u32) -> io::Result<()>;
+    /// Turn IPv6 off on a link (`net.ipv6.conf.<link>.disable_ipv6 = 1`); succeeds
+    /// without doing anything when the kernel has no IPv6 at all.
+    fn disable_ipv6(&mut self, index: u32) -> io::Result<()>;
 }
 
 #[derive(Debug)]
@@ -47,16 +61,46 @@ impl std::error::Error for NetSetupError {
     }
 }
 
-/// The distinct routes the tunnel needs: every peer's AllowedIPs, host bits cleared.
+/// Whether the tunnel carries IPv6: only if the profile gives it an IPv6 address.
+pub fn ipv6_enabled(config: &Config) -> bool {
+    config.interface.addresses.iter().any(|a| !a.is_ipv4())
+}
+
+/// The distinct routes the tunnel needs: every peer's AllowedIPs, host bits cleared;
+/// IPv6 prefixes only when [`ipv6_enabled`].
 pub fn tunnel_routes(config: &Config) -> Vec<IpNet> {
+    let ipv6 = ipv6_enabled(config);
     let mut out: Vec<IpNet> = Vec::new();
     for net in config.peers.iter().flat_map(|p| p.allowed_ips.iter()) {
         let net = net.network();
-        if !out.contains(&net) {
+        if (net.is_ipv4() || ipv6) && !out.contains(&net) {
             out.push(net);
         }
     }
     out
+}
+
+/// Whether packets to `ip` leave through the tunnel: a route of the tunnel covers it
+/// and the kernel would not keep it local (loopback) or on-link (link-local,
+/// multicast, unspecified) instead.
+pub fn routed_through_tunnel(config: &Config, ip: IpAddr) -> bool {
+    let special = match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local()
+                || v6.to_ipv4_mapped().is_some()
+        }
+    };
+    !special && tunnel_routes(config).iter().any(|net| net.contains(ip))
 }
 
 /// Apply the whole configuration through `ops`.
@@ -69,6 +113,11 @@ pub fn configure(
     let step = |step: String| move |source| NetSetupError { step, source };
     ops.set_link_up(LOOPBACK_INDEX)
         .map_err(step("bring lo up".into()))?;
+    if !ipv6_enabled(config) {
+        ops.disable_ipv6(tun_index).map_err(step(
+            "turn IPv6 off on the tunnel (the profile has no IPv6 address)".into(),
+        ))?;
+    }
     for addr in &config.interface.addresses {
         ops.add_address(tun_index, *addr)
             .map_err(step(format!("add address {addr}")))?;
@@ -121,6 +170,9 @@ pub(crate) mod fake {
         fn allow_ping_for_group(&mut self, gid: u32) -> io::Result<()> {
             self.record(format!("ping {gid}"))
         }
+        fn disable_ipv6(&mut self, index: u32) -> io::Result<()> {
+            self.record(format!("no-ipv6 {index}"))
+        }
     }
 }
 
@@ -161,5 +213,51 @@ mod tests {
         let err = configure(&mut ops, 7, &config, 1000).unwrap_err();
         assert_eq!(err.step, "add route 10.77.0.0/24");
         assert_eq!(ops.calls.len(), 5);
+    }
+
+    const V4_ONLY: &str = "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress = 10.77.0.2/24\n\n[Peer]\nPublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\nAllowedIPs = 10.77.0.0/24, fd77::/64, ::/0\n";
+
+    #[test]
+    fn ipv4_only_profile_turns_ipv6_off_before_the_link_is_up_and_routes_no_ipv6() {
+        let config = wgconf::parse(V4_ONLY).unwrap().config;
+        let mut ops = RecordingOps::default();
+        configure(&mut ops, 7, &config, 1000).unwrap();
+        assert_eq!(
+            ops.calls,
+            [
+                "up 1",
+                "no-ipv6 7",
+                "addr 7 10.77.0.2/24",
+                "up 7",
+                "route 7 10.77.0.0/24",
+                "ping 1000"
+            ]
+        );
+    }
+
+    #[test]
+    fn routed_through_tunnel_excludes_local_and_unrouted_addresses() {
+        let dual = wgconf::parse(CONF).unwrap().config;
+        let v4 = wgconf::parse(V4_ONLY).unwrap().config;
+        let yes = |c: &Config, ip: &str| routed_through_tunnel(c, ip.parse().unwrap());
+        // 0.0.0.0/0 covers them, but the kernel keeps these local or on-link.
+        for ip in [
+            "127.0.0.53",
+            "127.0.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.251",
+        ] {
+            assert!(!yes(&dual, ip), "{ip}");
+        }
+        assert!(yes(&dual, "192.168.1.1"));
+        assert!(yes(&dual, "10.77.0.1"));
+        assert!(!yes(&dual, "fd77::1"), "no IPv6 AllowedIPs in CONF");
+        assert!(yes(&v4, "10.77.0.1"));
+        assert!(!yes(&v4, "192.168.1.1"));
+        // IPv6 AllowedIPs of an IPv4-only profile are not routed.
+        for ip in ["fd77::1", "2001:db8::53", "::1", "fe80::1"] {
+            assert!(!yes(&v4, ip), "{ip}");
+        }
     }
 }

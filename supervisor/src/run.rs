@@ -2,16 +2,13 @@
 
 use crate::control::{peer_configs, Control, SessionInfo};
 use crate::dataplane::{Device, TunIo};
-use crate::dns::render_resolv_conf;
+use crate::isolation;
 use crate::lifecycle::{self, End, Lifecycle};
 use crate::netlink::Rtnetlink;
 use crate::netsetup;
 use crate::profile_dir::{live_registrations, open_dir};
-use crate::session::{
-    proc_start_time, NsId, SessionState, CTL_SOCKET, HOLD_FILE, RESOLV_FILE, STATE_FILE,
-};
+use crate::session::{proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE};
 use rustix::fs::{self, AtFlags, Mode, OFlags};
-use rustix::mount::{mount_bind, mount_remount, MountFlags};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -32,7 +29,8 @@ pub struct Args {
     pub config: OwnedFd,
     /// The UDP socket, opened on the host before isolation.
     pub udp: OwnedFd,
-    /// Write end of the readiness pipe: "ready\n" or "error: …\n", then closed.
+    /// Write end of the readiness pipe: "ready\n" followed by zero or more
+    /// "warning: …\n" lines, or "error: …\n"; then closed.
     /// Absent in the foreground (`up --foreground`), where errors go to stderr.
     pub ready: Option<OwnedFd>,
     /// The profile lock, held by the CLI that started us in the foreground; released
@@ -40,6 +38,11 @@ pub struct Args {
     pub lock: Option<OwnedFd>,
     /// The runtime `profiles/` directory.
     pub profiles: OwnedFd,
+    /// The listening control socket, an abstract unix socket the CLI bound in the
+    /// host's network namespace (out of reach of wrapped programs).
+    pub control: OwnedFd,
+    /// The id in the control socket's name, recorded in `state` for the CLI.
+    pub control_id: u64,
     pub profile: String,
 }
 
@@ -97,24 +100,29 @@ pub fn run(args: Args) -> i32 {
         }
         None => eprintln!("wg-wrap supervisor: {line}"),
     };
-    let started = (|| -> Result<Lifecycle, SetupError> {
+    let started = (|| -> Result<(Lifecycle, Vec<String>), SetupError> {
         let dir = open_dir(args.profiles.as_fd(), &args.profile, false)
             .map_err(at("open the profile directory"))?;
-        let control = setup(&args.config, args.udp, &dir, &args.profile)?;
+        let (control, warnings) = setup(&args.config, args.udp, &dir, &args.profile)?;
         let lifecycle = Lifecycle::new(dir).map_err(at("watch the session"))?;
-        let listener = bind_control_socket(lifecycle.dir())?;
-        control.serve(listener).map_err(at("serve the control socket"))?;
-        write_state(lifecycle.dir()).map_err(at("write the session state"))?;
-        Ok(lifecycle)
+        control
+            .serve(UnixListener::from(args.control))
+            .map_err(at("serve the control socket"))?;
+        write_state(lifecycle.dir(), args.control_id).map_err(at("write the session state"))?;
+        Ok((lifecycle, warnings))
     })();
-    let mut lifecycle = match started {
-        Ok(l) => l,
+    let (mut lifecycle, warnings) = match started {
+        Ok(started) => started,
         Err(e) => {
             report(&format!("error: {e}"));
             return 1;
         }
     };
     report("ready");
+    // One line each after "ready", shown once by the `up`/`exec` that started us.
+    for warning in warnings {
+        report(&format!("warning: {}", warning.replace('\n', " ")));
+    }
     drop(ready);
     drop(args.lock);
     eprintln!("wg-wrap supervisor: session {} is up", args.profile);
@@ -141,13 +149,16 @@ pub fn run(args: Args) -> i32 {
     0
 }
 
-/// Steps 1-6 of the theory of operation; returns the control server for the session.
+/// Steps 1-6 of the theory of operation; returns the control server for the session
+/// and the warnings to report after "ready".
 fn setup(
     config_fd: &OwnedFd,
     udp: OwnedFd,
     dir: &OwnedFd,
     name: &str,
-) -> Result<Arc<Control>, SetupError> {
+) -> Result<(Arc<Control>, Vec<String>), SetupError> {
+    // Before anything else: wrapped programs must not reach the host socket through us.
+    isolation::forbid_ptrace().map_err(at("protect the supervisor"))?;
     // Don't pin the caller's working directory's mount.
     std::env::set_current_dir("/").map_err(at("chdir /"))?;
     let config = read_config(config_fd)?;
@@ -168,9 +179,8 @@ fn setup(
     )
     .map_err(at("configure the network namespace"))?;
 
-    if !config.interface.dns.is_empty() {
-        install_resolv_conf(dir, &config)?;
-    }
+    let warnings =
+        isolation::protect_name_resolution(dir, &config).map_err(at("protect name resolution"))?;
     drop_mount_capability().map_err(at("drop CAP_SYS_ADMIN"))?;
 
     let udp = UdpSocket::from(udp);
@@ -183,7 +193,7 @@ fn setup(
     ));
     device.start().map_err(at("start the data plane"))?;
     let session_dir = dir.try_clone().map_err(at("open the profile directory"))?;
-    Ok(Arc::new(Control {
+    let control = Arc::new(Control {
         name: name.to_owned(),
         supervisor_pid: std::process::id(),
         started_unix: now_unix(),
@@ -192,18 +202,8 @@ fn setup(
         session: Arc::new(DirSession(session_dir)),
         net: Mutex::new(Box::new(netlink)),
         config: Mutex::new(config),
-    }))
-}
-
-/// The control socket, bound in the profile directory. `bind` only needs a path, and
-/// `/proc/self/fd/N/…` is short enough for `sun_path` wherever the runtime dir is.
-fn bind_control_socket(dir: &OwnedFd) -> Result<UnixListener, SetupError> {
-    match fs::unlinkat(dir, CTL_SOCKET, AtFlags::empty()) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => return Err(at("remove a stale control socket")(e)),
-    }
-    UnixListener::bind(format!("/proc/self/fd/{}/{CTL_SOCKET}", dir.as_raw_fd()))
-        .map_err(at("bind the control socket"))
+    });
+    Ok((control, warnings))
 }
 
 fn now_unix() -> u64 {
@@ -232,58 +232,6 @@ fn read_config(fd: &OwnedFd) -> Result<Config, SetupError> {
     Ok(parsed.config)
 }
 
-/// Replace `/etc/resolv.conf` in our mount namespace with the profile's servers.
-/// Binding over the path follows a symlink (as on systemd-resolved hosts), so the
-/// file programs actually read is the one replaced.
-fn install_resolv_conf(dir: &OwnedFd, config: &Config) -> Result<(), SetupError> {
-    let text = render_resolv_conf(&config.interface.dns, &config.interface.dns_search);
-    let fd = fs::openat(
-        dir,
-        RESOLV_FILE,
-        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(at("write the private resolv.conf"))?;
-    let written = std::fs::File::from(fd);
-    (&written)
-        .write_all(text.as_bytes())
-        .map_err(at("write the private resolv.conf"))?;
-    // The bind source must be in our own mount namespace, but `dir` was opened in the
-    // host's. Re-open the file by its path here and make sure it is the file we wrote.
-    let dir_path = fs::readlinkat(fs::CWD, format!("/proc/self/fd/{}", dir.as_raw_fd()), Vec::new())
-        .map_err(at("find the profile directory"))?;
-    let mut path = dir_path.into_bytes();
-    path.extend_from_slice(b"/");
-    path.extend_from_slice(RESOLV_FILE.as_bytes());
-    let here = fs::openat(
-        fs::CWD,
-        path.as_slice(),
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(at("re-open the private resolv.conf"))?;
-    let (a, b) = (
-        fs::fstat(&here).map_err(at("stat the private resolv.conf"))?,
-        fs::fstat(&written).map_err(at("stat the private resolv.conf"))?,
-    );
-    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
-        return Err(SetupError {
-            step: "re-open the private resolv.conf",
-            source: "the runtime directory changed under us".into(),
-        });
-    }
-    let source = format!("/proc/self/fd/{}", here.as_raw_fd());
-    mount_bind(source.as_str(), "/etc/resolv.conf")
-        .map_err(at("bind-mount the private resolv.conf over /etc/resolv.conf"))?;
-    mount_remount(
-        "/etc/resolv.conf",
-        MountFlags::BIND | MountFlags::RDONLY,
-        "",
-    )
-    .map_err(at("make the private resolv.conf read-only"))?;
-    Ok(())
-}
-
 /// Mounts are done; keep only CAP_NET_ADMIN (routes and addresses may change later).
 fn drop_mount_capability() -> io::Result<()> {
     rustix::thread::clear_ambient_capability_set()?;
@@ -299,7 +247,7 @@ fn drop_mount_capability() -> io::Result<()> {
     Ok(())
 }
 
-fn write_state(dir: &OwnedFd) -> io::Result<()> {
+fn write_state(dir: &OwnedFd, control_id: u64) -> io::Result<()> {
     let pid = std::process::id();
     let ns = fs::statat(fs::CWD, "/proc/self/ns/net", AtFlags::empty())?;
     let state = SessionState {
@@ -311,6 +259,7 @@ fn write_state(dir: &OwnedFd) -> io::Result<()> {
             ino: ns.st_ino,
         },
         started_unix: now_unix(),
+        control_id,
     };
     // Write then rename, so a reader never sees half a state file.
     let tmp = format!(".{STATE_FILE}.tmp");

@@ -8,6 +8,11 @@
 //!   (so a recycled PID is never mistaken for a registered one);
 //! - `resolv.conf`, `supervisor.log`: the session's private files.
 //!
+//! The control socket (status, reload) is not a file: it is an abstract unix socket
+//! created by the CLI in the host's network namespace and handed to the supervisor.
+//! Abstract sockets belong to a network namespace, so wrapped programs — which live
+//! in the session's — cannot reach it at all, even though they can read `state`.
+//!
 //! Everything here is plain text so a human can debug a stuck session with `cat`.
 
 use std::fmt;
@@ -18,8 +23,6 @@ pub const LOCK_FILE: &str = "lock";
 pub const HOLD_FILE: &str = "hold";
 pub const LOG_FILE: &str = "supervisor.log";
 pub const RESOLV_FILE: &str = "resolv.conf";
-/// The supervisor's control socket (status, reload).
-pub const CTL_SOCKET: &str = "ctl.sock";
 
 const STATE_MAGIC: &str = "wg-wrap-state 1";
 
@@ -33,6 +36,13 @@ pub struct SessionState {
     pub netns: NsId,
     /// Seconds since the Unix epoch at which the session became usable.
     pub started_unix: u64,
+    /// Names the control socket (see [`control_socket_name`]).
+    pub control_id: u64,
+}
+
+/// The abstract name of a session's control socket.
+pub fn control_socket_name(uid: u32, control_id: u64) -> String {
+    format!("wg-wrap/{uid}/{control_id:016x}")
 }
 
 /// A namespace's identity: the device and inode of its nsfs file.
@@ -64,12 +74,13 @@ impl std::error::Error for StateError {}
 impl SessionState {
     pub fn render(&self) -> String {
         format!(
-            "{STATE_MAGIC}\nsupervisor_pid={}\nsupervisor_start_time={}\nnetns_dev={}\nnetns_ino={}\nstarted_unix={}\n",
+            "{STATE_MAGIC}\nsupervisor_pid={}\nsupervisor_start_time={}\nnetns_dev={}\nnetns_ino={}\nstarted_unix={}\ncontrol_id={}\n",
             self.supervisor_pid,
             self.supervisor_start_time,
             self.netns.dev,
             self.netns.ino,
-            self.started_unix
+            self.started_unix,
+            self.control_id
         )
     }
 
@@ -78,13 +89,14 @@ impl SessionState {
         if lines.next() != Some(STATE_MAGIC) {
             return Err(StateError::BadMagic);
         }
-        let mut fields = [None; 5];
-        const NAMES: [&str; 5] = [
+        let mut fields = [None; 6];
+        const NAMES: [&str; 6] = [
             "supervisor_pid",
             "supervisor_start_time",
             "netns_dev",
             "netns_ino",
             "started_unix",
+            "control_id",
         ];
         for line in lines {
             let Some((key, value)) = line.split_once('=') else {
@@ -113,6 +125,7 @@ impl SessionState {
                 ino: get(3)?,
             },
             started_unix: get(4)?,
+            control_id: get(5)?,
         };
         Ok(state)
     }
@@ -186,6 +199,7 @@ mod tests {
                 ino: 4026532000,
             },
             started_unix: 1_790_000_000,
+            control_id: 0xfeed,
         }
     }
 

@@ -93,8 +93,9 @@ impl Sandbox {
         let wg_wrap = root.join("wg-wrap");
         std::fs::copy(WG_WRAP, &wg_wrap).expect("copy the wg-wrap binary");
         std::fs::set_permissions(&wg_wrap, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let holder = Command::new("unshare")
-            .args(["--net", "--", "sleep", "3600"])
+        // --pdeathsig: a killed test binary takes its namespace holder with it.
+        let holder = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "--", "unshare", "--net", "--", "sleep", "3600"])
             .stdin(Stdio::null())
             .spawn()
             .expect("start the namespace holder");

@@ -77,6 +77,8 @@ struct Shared {
     stop: AtomicBool,
     /// Download bytes written to clients so far, over all connections.
     sent: AtomicU64,
+    /// Upload body bytes read so far, over all connections.
+    received: AtomicU64,
     /// One line per request, for failure messages.
     log: Mutex<Vec<String>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -112,6 +114,11 @@ impl Services {
     /// Download bytes written so far.
     pub fn sent(&self) -> u64 {
         self.shared.sent.load(Ordering::SeqCst)
+    }
+
+    /// Upload body bytes read so far.
+    pub fn received(&self) -> u64 {
+        self.shared.received.load(Ordering::SeqCst)
     }
 
     /// What the servers saw, one line per request.
@@ -163,7 +170,11 @@ fn echo_loop(socket: UdpSocket, shared: Arc<Shared>) {
             Ok((n, from)) => {
                 let _ = socket.send_to(&buf[..n], from);
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => shared.note(format!("udp echo: {e}")),
         }
     }
@@ -188,7 +199,9 @@ fn read_head(conn: &mut TcpStream) -> io::Result<(Request, Vec<u8>)> {
         }
         let n = conn.read(&mut chunk)?;
         if n == 0 {
-            return Err(io::Error::other("connection closed before the request head ended"));
+            return Err(io::Error::other(
+                "connection closed before the request head ended",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     };
@@ -250,6 +263,9 @@ fn serve(mut conn: TcpStream, from: SocketAddr, shared: &Shared) -> io::Result<(
                 conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
             }
             let expected = seq_text(arg("/seq/").unwrap());
+            shared
+                .received
+                .fetch_add(body_start.len() as u64, Ordering::SeqCst);
             let mut body = body_start;
             let mut chunk = vec![0u8; CHUNK];
             while (body.len() as u64) < req.content_length {
@@ -261,6 +277,7 @@ fn serve(mut conn: TcpStream, from: SocketAddr, shared: &Shared) -> io::Result<(
                     break;
                 }
                 body.extend_from_slice(&chunk[..n]);
+                shared.received.fetch_add(n as u64, Ordering::SeqCst);
             }
             let verdict = match body.iter().zip(&expected).position(|(a, b)| a != b) {
                 None if body.len() == expected.len() => format!("ok {}\n", body.len()),
