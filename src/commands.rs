@@ -4,7 +4,7 @@ use crate::dirs::Dirs;
 use crate::launcher::Launcher;
 use crate::profile::{self, ProfileRef};
 use crate::runtime::Runtime;
-use crate::sessions::{self, Live};
+use crate::sessions::{self, Live, Prepared};
 use crate::settings::Settings;
 use crate::spawn;
 use anyhow::{Context, Result};
@@ -32,7 +32,7 @@ pub struct Ctx {
 }
 
 /// Parse and prepare a profile; nothing is changed if this fails.
-fn load_config(ctx: &Ctx, profile: &ProfileRef) -> Result<wgconf::Config> {
+fn load_config(ctx: &Ctx, profile: &ProfileRef) -> Result<Prepared> {
     if let Some(w) = crate::show::permission_warning(profile) {
         eprintln!("wg-wrap: warning: {w}");
     }
@@ -47,8 +47,14 @@ fn load_config(ctx: &Ctx, profile: &ProfileRef) -> Result<wgconf::Config> {
     if config.interface.mtu.is_none() {
         config.interface.mtu = ctx.settings.mtu;
     }
+    // Names first (the supervisor re-resolves them later, on the host network), then
+    // resolve them now, on the host.
+    let reresolve = supervisor::resolve::Handover::for_profile(
+        &config,
+        &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    );
     profile::resolve_endpoints(&mut config)?;
-    Ok(config)
+    Ok(Prepared { config, reresolve })
 }
 
 /// The live session, or a freshly started one.
@@ -56,14 +62,19 @@ pub fn live_or_start(
     runtime: &Runtime,
     locked: &LockedProfile,
     name: &str,
-    config: impl FnOnce() -> Result<wgconf::Config>,
+    prepare: impl FnOnce() -> Result<Prepared>,
 ) -> Result<(Live, bool)> {
     if let Some(live) = sessions::find_live(locked.dir.as_fd())? {
         return Ok((live, false));
     }
-    let config = config()?;
-    let live = sessions::start(runtime.profiles.as_fd(), locked.dir.as_fd(), name, &config)
-        .with_context(|| format!("start profile {name}"))?;
+    let prepared = prepare()?;
+    let live = sessions::start(
+        runtime.profiles.as_fd(),
+        locked.dir.as_fd(),
+        name,
+        &prepared,
+    )
+    .with_context(|| format!("start profile {name}"))?;
     Ok((live, true))
 }
 
@@ -78,7 +89,7 @@ pub struct UpOptions {
 pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
     // Validate before touching any state.
-    let config = load_config(ctx, &profile)?;
+    let prepared = load_config(ctx, &profile)?;
     let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock(&runtime, &profile.name)?;
     if opts.foreground {
@@ -94,10 +105,10 @@ pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
             runtime.profiles.as_fd(),
             &locked.lock,
             &profile.name,
-            &config,
+            &prepared,
         ));
     }
-    let (live, started) = live_or_start(&runtime, &locked, &profile.name, || Ok(config))?;
+    let (live, started) = live_or_start(&runtime, &locked, &profile.name, || Ok(prepared))?;
     sessions::set_hold(locked.dir.as_fd(), true)?;
     drop(locked);
     if let Some(timeout) = opts.wait {
@@ -190,9 +201,9 @@ pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
 
 pub fn reload(ctx: &Ctx, arg: &str) -> Result<i32> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
-    let config = load_config(ctx, &profile)?;
+    let prepared = load_config(ctx, &profile)?;
     let runtime = Runtime::open(&ctx.dirs)?;
-    crate::status::reload(&runtime, &profile.name, &config)
+    crate::status::reload(&runtime, &profile.name, &prepared.config)
 }
 
 /// The launcher command that enters a live session and runs `argv` there.

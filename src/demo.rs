@@ -47,7 +47,12 @@ pub fn run(dirs: &Dirs, command: &[OsString]) -> Result<i32> {
     let launcher = Launcher::locate()?;
     let runtime = Runtime::open(dirs)?;
     let locked = lock_profile(runtime.profiles.as_fd(), &name, Duration::from_secs(10))?;
-    let (live, _) = live_or_start(&runtime, &locked, &name, || Ok(config))?;
+    let prepared = crate::sessions::Prepared {
+        config,
+        // The demo peer is on loopback: nothing to re-resolve.
+        reresolve: Default::default(),
+    };
+    let (live, _) = live_or_start(&runtime, &locked, &name, || Ok(prepared))?;
     // The demo process itself holds the session while its child runs.
     sessions::register(locked.dir.as_fd(), std::process::id())?;
     let dir = locked.dir;

@@ -107,6 +107,10 @@ enum Cmd {
         #[arg(long)]
         control_id: u64,
         #[arg(long)]
+        reresolve_fd: Option<i32>,
+        #[arg(long)]
+        dns_socket_fd: Option<i32>,
+        #[arg(long)]
         profile: String,
     },
     #[command(name = "__http-get", hide = true)]
@@ -151,6 +155,8 @@ fn run(cmd: Cmd) -> Result<i32> {
         profiles_fd,
         control_fd,
         control_id,
+        reresolve_fd,
+        dns_socket_fd,
         profile,
     } = cmd
     {
@@ -171,7 +177,17 @@ fn run(cmd: Cmd) -> Result<i32> {
             control_id,
             profile,
         };
-        return Ok(supervisor::run::run(args));
+        let reresolve = match (reresolve_fd, dns_socket_fd) {
+            (Some(names), Some(socket)) => Some(
+                supervisor::resolve::Reresolve::from_fds(
+                    take_inherited_fd(names).context("--reresolve-fd")?,
+                    take_inherited_fd(socket).context("--dns-socket-fd")?,
+                )
+                .context("read the endpoint re-resolution handover")?,
+            ),
+            _ => None,
+        };
+        return Ok(supervisor::run::run_with(args, reresolve));
     }
     let dirs = dirs::Dirs::from_env();
     let settings = settings::Settings::load(&dirs.config)?;

@@ -19,7 +19,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use supervisor::profile_dir::{clear_dir, open_dir, read_small, ProfileLock};
 use supervisor::session::{
-    control_socket_name, netns_of, proc_start_time, SessionState, HOLD_FILE, LOG_FILE, PIDS_DIR, STATE_FILE,
+    control_socket_name, netns_of, proc_start_time, SessionState, HOLD_FILE, LOG_FILE, PIDS_DIR,
+    STATE_FILE,
 };
 
 /// How long a supervisor may take to report ready.
@@ -133,6 +134,13 @@ pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
     }
 }
 
+/// A profile ready for a supervisor: endpoints resolved on the host, plus the host
+/// names (and host nameservers) to re-resolve from when handshakes stop completing.
+pub struct Prepared {
+    pub config: wgconf::Config,
+    pub reresolve: supervisor::resolve::Handover,
+}
+
 /// Descriptors a starting supervisor inherits; they must outlive the spawn.
 struct Handover {
     exe: OwnedFd,
@@ -140,6 +148,9 @@ struct Handover {
     udp: OwnedFd,
     control: OwnedFd,
     control_id: u64,
+    /// The re-resolution handover (memfd) and a host UDP socket for its DNS queries,
+    /// when some endpoint is a host name.
+    reresolve: Option<(OwnedFd, OwnedFd)>,
 }
 
 /// The session's control socket: abstract, so it lives in *this* (the host's)
@@ -153,15 +164,26 @@ fn control_socket() -> Result<(OwnedFd, u64)> {
     let name = control_socket_name(rustix::process::getuid().as_raw(), id);
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
         .context("name the control socket")?;
-    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
-        .context("bind the control socket")?;
+    let listener =
+        std::os::unix::net::UnixListener::bind_addr(&addr).context("bind the control socket")?;
     Ok((OwnedFd::from(listener), id))
 }
 
 impl Handover {
-    fn new(config: &wgconf::Config) -> Result<Handover> {
+    fn new(prepared: &Prepared) -> Result<Handover> {
+        let config = &prepared.config;
         let (control, control_id) = control_socket()?;
+        let reresolve = if prepared.reresolve.endpoints.is_empty() {
+            None
+        } else {
+            Some((
+                spawn::sealed_memfd("wg-wrap-reresolve", prepared.reresolve.render().as_bytes())
+                    .context("hand the endpoint names over")?,
+                hostsock::open_udp(None).context("open a host socket for DNS")?,
+            ))
+        };
         Ok(Handover {
+            reresolve,
             exe: fs::open(
                 "/proc/self/exe",
                 OFlags::RDONLY | OFlags::CLOEXEC,
@@ -203,17 +225,20 @@ impl Handover {
             .args(["--control-id", &self.control_id.to_string()])
             .args([extra.0, &fd(&extra.1)])
             .args(["--profile", name]);
-        spawn::inherit_fds(
-            &mut cmd,
-            &[
-                self.exe.as_raw_fd(),
-                self.config.as_raw_fd(),
-                self.udp.as_raw_fd(),
-                profiles.as_raw_fd(),
-                self.control.as_raw_fd(),
-                extra.1.as_raw_fd(),
-            ],
-        );
+        let mut fds = vec![
+            self.exe.as_raw_fd(),
+            self.config.as_raw_fd(),
+            self.udp.as_raw_fd(),
+            profiles.as_raw_fd(),
+            self.control.as_raw_fd(),
+            extra.1.as_raw_fd(),
+        ];
+        if let Some((names, dns)) = &self.reresolve {
+            cmd.args(["--reresolve-fd", &fd(names)])
+                .args(["--dns-socket-fd", &fd(dns)]);
+            fds.extend([names.as_raw_fd(), dns.as_raw_fd()]);
+        }
+        spawn::inherit_fds(&mut cmd, &fds);
         cmd
     }
 }
@@ -224,10 +249,10 @@ pub fn start(
     profiles: BorrowedFd<'_>,
     dir: BorrowedFd<'_>,
     name: &str,
-    config: &wgconf::Config,
+    prepared: &Prepared,
 ) -> Result<Live> {
     let launcher = Launcher::locate()?;
-    let handover = Handover::new(config)?;
+    let handover = Handover::new(prepared)?;
     let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .context("create the readiness pipe")?;
     let log = fs::openat(
@@ -284,13 +309,13 @@ pub fn exec_foreground(
     profiles: BorrowedFd<'_>,
     lock: &ProfileLock,
     name: &str,
-    config: &wgconf::Config,
+    prepared: &Prepared,
 ) -> anyhow::Error {
     let launcher = match Launcher::locate() {
         Ok(l) => l,
         Err(e) => return e,
     };
-    let handover = match Handover::new(config) {
+    let handover = match Handover::new(prepared) {
         Ok(h) => h,
         Err(e) => return e,
     };

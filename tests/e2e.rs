@@ -243,3 +243,24 @@ fn show_prints_the_profile_without_secrets_or_every_error() {
         assert!(err.contains(&want), "missing {want:?} in\n{err}");
     }
 }
+
+#[test]
+fn a_hostname_endpoint_is_resolved_on_the_host() {
+    let sb = Sandbox::new();
+    // Dual-stack, so whichever address `localhost` resolves to first reaches it.
+    let (config, client) = virtual_peer::PeerConfig::demo();
+    let peer = virtual_peer::VirtualPeer::start(config, sb.bind_udp("[::]:0")).unwrap();
+    let port = peer.local_addr().port();
+    let text = client.wg_quick_conf(peer.local_addr()).replace(
+        &format!("Endpoint = {}", peer.local_addr()),
+        &format!("Endpoint = localhost:{port}"),
+    );
+    assert!(text.contains("Endpoint = localhost:"), "{text}");
+    sb.write_profile("named", &text);
+    let out = sb.run(sb.wg_wrap(&exec_args(
+        "named",
+        &["curl", "-sS", "--max-time", "20", "http://10.77.0.1/"],
+    )));
+    assert_success(&out);
+    assert_eq!(stdout(&out), virtual_peer::VIRTUAL_PEER_GREETING);
+}

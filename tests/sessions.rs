@@ -102,7 +102,11 @@ fn fifty_concurrent_execs_share_one_supervisor_and_end_it() {
         "{}",
         describe(&supervisors)
     );
-    assert!(stdout(&supervisors).contains("50 wrapped"), "{}", describe(&supervisors));
+    assert!(
+        stdout(&supervisors).contains("50 wrapped"),
+        "{}",
+        describe(&supervisors)
+    );
     assert_session_gone(&sb, "work");
 }
 
@@ -133,7 +137,11 @@ fn a_wrapped_program_cannot_reach_the_supervisor() {
         "{}",
         describe(&out)
     );
-    assert_eq!(supervisor_pid(&sb, "work"), pid, "the live session was disturbed");
+    assert_eq!(
+        supervisor_pid(&sb, "work"),
+        pid,
+        "the live session was disturbed"
+    );
     // From the host side, both work.
     assert_success(&sb.run(sb.wg_wrap(&["status", "work"])));
     assert_success(&sb.run(sb.wg_wrap(&["reload", "work"])));

@@ -1,132 +1,120 @@
 //! The data plane: packets between the TUN device and the host UDP socket.
 //!
 //! Outbound flow (thread `tun->udp`):
-//!   1. read one IP packet from the TUN;
-//!   2. pick the peer by longest-prefix match of the destination on AllowedIPs;
-//!   3. encrypt with that peer's `Tunn` (which queues the packet while a handshake runs);
-//!   4. send the datagram to the peer's current endpoint.
+//!   1. wait for the TUN, then read every frame already queued, until the send batch
+//!      is full or the TUN is empty;
+//!   2. cut each frame into IP packets: a TSO superpacket into its MTU-sized segments
+//!      (see [`crate::tun`]);
+//!   3. pick the peer by longest-prefix match of the destination on AllowedIPs; with no
+//!      peer (or a peer with no endpoint yet) answer with ICMP unreachable, written
+//!      back into the TUN (see [`crate::icmp`]);
+//!   4. encrypt with that peer's `Tunn` straight into the send batch (boringtun queues
+//!      the packet and hands out an initiation while a handshake runs);
+//!   5. send the batch: one `sendmmsg`, runs of equal datagrams as UDP GSO (see
+//!      [`crate::udp`]).
 //!
 //! Inbound flow (thread `udp->tun`):
-//!   1. receive a datagram on the host socket;
-//!   2. verify its MACs and rate-limit handshakes (cookie reply under load);
-//!   3. find the peer: an initiation by the sender's static key, everything else by the
-//!      receiver index we handed out (`index << 8`, session in the low byte);
-//!   4. decrypt; send any handshake reply and then every queued packet (boringtun's
-//!      "call again with an empty datagram until Done" rule);
-//!   5. write a decrypted packet to the TUN only when its source lies in that peer's
-//!      AllowedIPs (cryptokey routing), and follow the peer to its new address (roaming).
+//!   1. receive a batch: one `recvmmsg`, each message one datagram or several that the
+//!      kernel coalesced (UDP GRO);
+//!   2. find the peer: a data packet by the receiver index we handed out (`index << 8`,
+//!      session in the low byte); a handshake message first has its MACs verified and
+//!      is rate-limited by the shared limiter (cookie reply under load), then an
+//!      initiation is matched by the sender's static key, the rest by receiver index;
+//!   3. decrypt; after a handshake message send the reply and then every queued packet
+//!      (boringtun's "call again with an empty datagram until Done" rule);
+//!   4. accept a decrypted packet only when its source lies in that peer's AllowedIPs
+//!      (cryptokey routing) and hand it to the coalescer, which glues segments of a
+//!      TCP flow into superpackets; follow the peer to the address it sent from
+//!      (roaming);
+//!   5. write the superpackets to the TUN.
 //!
 //! Timers (thread `timers`): every 250 ms each peer's `update_timers` may emit a
-//! handshake retry, a keepalive or a rekey; the shared rate limiter is reset each second.
+//! handshake retry, a keepalive or a rekey; the shared rate limiter is reset each
+//! second. The two data-plane threads also run a peer's timers whenever they take its
+//! session for a batch (see `handshake::tick` for why).
 //!
-//! The two directions only meet at a peer's mutex, held for one crypto operation; sends
-//! and TUN writes happen after it is released.
+//! The two directions only meet at a peer's mutex, held while one batch (a TUN frame
+//! on the way out, a received message on the way in) is encrypted or decrypted, and
+//! never across a system call on the hot path. Every buffer is allocated once, when a thread starts;
+//! nothing on the hot path allocates or logs.
+//!
+//! Submodules: `peers` (the peer set and what a reload does to it), `handshake`
+//! (handshake messages, timers, endpoint changes), and for tests `fake` (in-memory TUN
+//! and network) and `tests` (data planes wired back to back).
 
-use crate::routing::AllowedIps;
-use boringtun::noise::errors::WireGuardError;
-use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::noise::{Packet, Tunn, TunnResult};
-use boringtun::x25519::{PublicKey, StaticSecret};
+use crate::icmp;
+use crate::tun::{self, HEADROOM, MAX_FRAME};
+use crate::udp::{HostSocket, RecvBatch, SendBatch, MAX_DATAGRAM};
+use boringtun::noise::{Tunn, TunnResult};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Largest IP packet the TUN can hand us (its MTU is at most 65535).
-const MAX_PACKET: usize = 65536;
-/// WireGuard adds 32 bytes to a data packet; handshakes need at least 148.
-const MAX_DATAGRAM: usize = MAX_PACKET + 32;
 const TIMER_TICK: Duration = Duration::from_millis(250);
 /// Handshake initiations a second before the rate limiter answers with cookies.
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
+/// ICMP unreachable errors a second.
+const ICMP_RATE_LIMIT: u32 = 1000;
+/// Bytes of encrypted datagrams gathered before one `sendmmsg` (three to four 64 KiB
+/// superpackets' worth).
+const SEND_BATCH_BYTES: usize = 256 << 10;
+/// Messages taken per `recvmmsg`; each may be a 64 KiB GRO message.
+const RECV_BATCH_MESSAGES: usize = 8;
+/// TUN frames read before the send batch goes out even if more are queued.
+const MAX_FRAMES_PER_BATCH: usize = 64;
+/// A data message's fixed part: type, receiver index, counter, tag.
+const DATA_OVERHEAD: usize = 32;
+/// boringtun's smallest output buffer (a handshake initiation).
+const MIN_OUT: usize = 148;
+/// WireGuard message types (the first byte; the other three are zero).
+const MSG_COOKIE_REPLY: u8 = 3;
+const MSG_DATA: u8 = 4;
 
-/// The inner side: a TUN device (or a fake in tests). `recv` blocks for one packet.
+/// The inner side: a TUN device (or a fake in tests).
 pub trait TunIo: Send + Sync {
+    /// Whether frames carry a virtio-net header (IFF_VNET_HDR with offloads on): a
+    /// read may then be a superpacket, and a write may be one (see [`crate::tun`]).
+    fn offload(&self) -> bool {
+        false
+    }
+    /// Block until a frame is available, then read it; returns its length.
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
-    fn send(&self, packet: &[u8]) -> io::Result<()>;
+    /// Read a frame if one is queued, else fail with `WouldBlock`.
+    fn try_recv(&self, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    /// Write one frame.
+    fn send(&self, frame: &[u8]) -> io::Result<()>;
 }
 
-/// The outer side: the host UDP socket (or a fake). `recv_from` blocks for one datagram.
+/// The outer side: the host UDP socket (or a fake).
 pub trait UdpIo: Send + Sync {
-    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
-    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()>;
     /// Whether the socket is AF_INET6 (IPv4 endpoints are then v4-mapped).
     fn is_ipv6(&self) -> bool;
+    /// Block until a datagram arrives, then fill `batch` with what is queued.
+    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()>;
+    /// Send every datagram of `batch` and clear it; lost datagrams are not errors.
+    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()>;
+    /// Send one datagram.
+    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()>;
 }
 
-impl UdpIo for std::net::UdpSocket {
-    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        std::net::UdpSocket::recv_from(self, buf)
+impl UdpIo for HostSocket {
+    fn is_ipv6(&self) -> bool {
+        HostSocket::is_ipv6(self)
+    }
+    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
+        HostSocket::recv_batch(self, batch)
+    }
+    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()> {
+        HostSocket::send_batch(self, batch)
     }
     fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
-        std::net::UdpSocket::send_to(self, datagram, to).map(drop)
+        HostSocket::send_to(self, datagram, to)
     }
-    fn is_ipv6(&self) -> bool {
-        matches!(self.local_addr(), Ok(SocketAddr::V6(_)))
-    }
-}
-
-/// One configured peer.
-#[derive(Debug, Clone)]
-pub struct PeerConfig {
-    pub public_key: [u8; 32],
-    pub preshared_key: Option<[u8; 32]>,
-    pub endpoint: Option<SocketAddr>,
-    pub persistent_keepalive: Option<u16>,
-    pub allowed_ips: Vec<wgconf::IpNet>,
-}
-
-/// A peer's cryptographic session and where it currently is. Shared between peer sets
-/// across a reload, so an unchanged peer keeps its session.
-struct Peer {
-    public_key: [u8; 32],
-    preshared_key: Option<[u8; 32]>,
-    persistent_keepalive: Option<u16>,
-    /// Our receiver index for this peer (boringtun shifts it left by 8 bits).
-    index: u32,
-    tunn: Mutex<Tunn>,
-    endpoint: Mutex<Option<SocketAddr>>,
-}
-
-/// Everything a reload may replace, swapped as one unit.
-struct PeerSet {
-    private: StaticSecret,
-    public: PublicKey,
-    rate_limiter: Arc<RateLimiter>,
-    peers: Vec<(Arc<Peer>, Vec<wgconf::IpNet>)>,
-    routes: AllowedIps,
-    by_index: HashMap<u32, usize>,
-}
-
-impl PeerSet {
-    fn peer(&self, i: usize) -> &Peer {
-        &self.peers[i].0
-    }
-}
-
-/// Per-peer counters for `status`.
-#[derive(Debug, Clone)]
-pub struct PeerStats {
-    pub public_key: [u8; 32],
-    pub endpoint: Option<SocketAddr>,
-    pub allowed_ips: Vec<wgconf::IpNet>,
-    pub persistent_keepalive: Option<u16>,
-    pub last_handshake: Option<Duration>,
-    pub tx_bytes: u64,
-    pub rx_bytes: u64,
-}
-
-/// What a reload did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReloadSummary {
-    pub kept: usize,
-    pub replaced: usize,
-    pub added: usize,
-    pub removed: usize,
 }
 
 pub struct Device<T: TunIo, U: UdpIo> {
@@ -134,22 +122,29 @@ pub struct Device<T: TunIo, U: UdpIo> {
     udp: U,
     set: RwLock<Arc<PeerSet>>,
     next_index: AtomicU32,
+    handshake_limit: u64,
 }
 
 impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
     pub fn new(tun: T, udp: U, private_key: [u8; 32], peers: Vec<PeerConfig>) -> Self {
+        Self::with_handshake_limit(tun, udp, private_key, peers, HANDSHAKE_RATE_LIMIT)
+    }
+
+    /// [`new`](Self::new) with another number of handshakes a second before cookies
+    /// are required (tests use a small one).
+    pub fn with_handshake_limit(
+        tun: T,
+        udp: U,
+        private_key: [u8; 32],
+        peers: Vec<PeerConfig>,
+        handshake_limit: u64,
+    ) -> Self {
         let device = Device {
             tun,
             udp,
-            set: RwLock::new(Arc::new(PeerSet {
-                private: StaticSecret::from([0u8; 32]),
-                public: PublicKey::from([0u8; 32]),
-                rate_limiter: Arc::new(RateLimiter::new(&PublicKey::from([0u8; 32]), 1)),
-                peers: Vec::new(),
-                routes: AllowedIps::new(),
-                by_index: HashMap::new(),
-            })),
+            set: RwLock::new(Arc::new(PeerSet::empty())),
             next_index: AtomicU32::new(0),
+            handshake_limit,
         };
         device.reconfigure(private_key, peers);
         device
@@ -164,87 +159,34 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
     /// connection through it); others get a fresh one; an endpoint given in the new
     /// configuration replaces the roamed one.
     pub fn reconfigure(&self, private_key: [u8; 32], peers: Vec<PeerConfig>) -> ReloadSummary {
-        let mut summary = ReloadSummary::default();
         let old = self.current();
-        let private = StaticSecret::from(private_key);
-        let public = PublicKey::from(&private);
-        let same_key = public.as_bytes() == old.public.as_bytes();
-        let rate_limiter = if same_key {
-            old.rate_limiter.clone()
-        } else {
-            Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT))
-        };
-        let v6 = self.udp.is_ipv6();
-        let mut routes = AllowedIps::new();
-        let mut by_index = HashMap::new();
-        let mut entries = Vec::with_capacity(peers.len());
-        for (i, p) in peers.into_iter().enumerate() {
-            let reusable = old.peers.iter().map(|(peer, _)| peer).find(|peer| {
-                same_key
-                    && peer.public_key == p.public_key
-                    && peer.preshared_key == p.preshared_key
-                    && peer.persistent_keepalive == p.persistent_keepalive
-            });
-            let peer = match reusable {
-                Some(peer) => {
-                    summary.kept += 1;
-                    if let Some(e) = p.endpoint {
-                        *lock(&peer.endpoint) = Some(socket_form(e, v6));
-                    }
-                    peer.clone()
-                }
-                None => {
-                    let existed = old.peers.iter().any(|(peer, _)| peer.public_key == p.public_key);
-                    if existed {
-                        summary.replaced += 1;
-                    } else {
-                        summary.added += 1;
-                    }
-                    // Indices stay below 2^24: boringtun shifts them left by 8 bits.
-                    let index = self.next_index.fetch_add(1, Ordering::Relaxed) % (1 << 24);
-                    Arc::new(Peer {
-                        public_key: p.public_key,
-                        preshared_key: p.preshared_key,
-                        persistent_keepalive: p.persistent_keepalive,
-                        index,
-                        tunn: Mutex::new(Tunn::new(
-                            private.clone(),
-                            PublicKey::from(p.public_key),
-                            p.preshared_key,
-                            p.persistent_keepalive,
-                            index,
-                            Some(rate_limiter.clone()),
-                        )),
-                        endpoint: Mutex::new(p.endpoint.map(|e| socket_form(e, v6))),
-                    })
-                }
-            };
-            for net in &p.allowed_ips {
-                routes.insert(*net, i);
-            }
-            by_index.insert(peer.index, i);
-            entries.push((peer, p.allowed_ips));
-        }
-        summary.removed = old.peers.len() - summary.kept - summary.replaced;
-        let set = Arc::new(PeerSet {
-            private,
-            public,
-            rate_limiter,
-            peers: entries,
-            routes,
-            by_index,
-        });
-        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
+        let (set, summary) = old.reconfigured(
+            private_key,
+            peers,
+            self.udp.is_ipv6(),
+            self.handshake_limit,
+            &self.next_index,
+        );
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         summary
     }
 
-    /// Start the three data-plane threads. They run until the process exits.
+    pub fn stats(&self) -> Vec<PeerStats> {
+        self.current().stats()
+    }
+
+    /// Start the three data-plane threads. They run until the process exits; if the
+    /// TUN device fails, the process exits (the session then fails closed).
     pub fn start(self: &Arc<Self>) -> io::Result<()> {
         self.initiate_handshakes();
         let d = self.clone();
         thread::Builder::new()
             .name("tun->udp".into())
-            .spawn(move || d.outbound_loop())?;
+            .spawn(move || {
+                let e = d.outbound_loop();
+                eprintln!("wg-wrap supervisor: reading the TUN failed: {e}");
+                std::process::exit(1);
+            })?;
         let d = self.clone();
         thread::Builder::new()
             .name("udp->tun".into())
@@ -256,197 +198,302 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         Ok(())
     }
 
-    pub fn stats(&self) -> Vec<PeerStats> {
-        let set = self.current();
-        set.peers
-            .iter()
-            .map(|(p, allowed)| {
-                let (last_handshake, tx, rx, _, _) = lock(&p.tunn).stats();
-                PeerStats {
-                    public_key: p.public_key,
-                    endpoint: lock(&p.endpoint).map(canonical),
-                    allowed_ips: allowed.clone(),
-                    persistent_keepalive: p.persistent_keepalive,
-                    last_handshake,
-                    tx_bytes: tx as u64,
-                    rx_bytes: rx as u64,
-                }
-            })
-            .collect()
-    }
-
-    /// Start handshakes at once so the first packet of a fresh session does not wait
-    /// for one.
-    fn initiate_handshakes(&self) {
-        let mut out = vec![0u8; 256];
-        for (peer, _) in &self.current().peers {
-            let mut tunn = lock(&peer.tunn);
-            if tunn.time_since_last_handshake().is_some() {
-                continue; // a kept peer with a live session
-            }
-            let res = tunn.format_handshake_initiation(&mut out, false);
-            drop(tunn);
-            self.send_result(peer, res);
-        }
-    }
-
-    fn send_to_peer(&self, peer: &Peer, datagram: &[u8]) {
-        let endpoint = *lock(&peer.endpoint);
-        if let Some(to) = endpoint {
-            // A failed send is like a lost packet: WireGuard's timers retry.
-            let _ = self.udp.send_to(datagram, to);
-        }
-    }
-
-    /// Send what an encapsulate/timer call produced.
-    fn send_result(&self, peer: &Peer, res: TunnResult<'_>) {
-        match res {
-            TunnResult::WriteToNetwork(datagram) => self.send_to_peer(peer, datagram),
-            TunnResult::Done => {}
-            // Expired connections and handshakes that cannot start yet are normal.
-            TunnResult::Err(_) => {}
-            // Encapsulation and timers never produce packets for the tunnel.
-            TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
-        }
-    }
-
-    fn outbound_loop(&self) {
-        let mut buf = vec![0u8; MAX_PACKET];
-        let mut out = vec![0u8; MAX_DATAGRAM];
+    fn outbound_loop(&self) -> io::Error {
+        let mut out = Outbound {
+            frame: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            scratch: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            batch: SendBatch::new(SEND_BATCH_BYTES),
+            icmp: vec![0u8; HEADROOM + icmp::MAX_LEN].into_boxed_slice(),
+            icmp_limit: icmp::RateLimit::new(ICMP_RATE_LIMIT),
+            offload: self.tun.offload(),
+        };
         loop {
-            let n = match self.tun.recv(&mut buf) {
+            let mut n = match self.tun.recv(&mut out.frame) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    eprintln!("wg-wrap supervisor: reading the TUN failed: {e}");
-                    std::process::exit(1);
-                }
-            };
-            let packet = &buf[..n];
-            let Some(dst) = Tunn::dst_address(packet) else {
-                continue;
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => return e,
             };
             let set = self.current();
-            let Some(index) = set.routes.lookup(dst) else {
-                continue;
-            };
-            let peer = set.peer(index);
-            let res = lock(&peer.tunn).encapsulate(packet, &mut out);
-            self.send_result(peer, res);
+            let mut frames = 0;
+            loop {
+                self.encrypt_frame(&set, &mut out, n);
+                frames += 1;
+                if frames == MAX_FRAMES_PER_BATCH || out.batch.room() < MAX_FRAME {
+                    break;
+                }
+                n = match self.tun.try_recv(&mut out.frame) {
+                    Ok(n) => n,
+                    Err(e) if is_transient(&e) => break,
+                    Err(e) => return e,
+                };
+            }
+            // Lost datagrams are like lost packets: TCP and the timers recover.
+            let _ = self.udp.send_batch(&mut out.batch);
         }
     }
 
-    /// Which peer an incoming, MAC-verified packet belongs to.
-    fn demux(set: &PeerSet, packet: &Packet<'_>) -> Option<usize> {
-        let receiver_idx = match packet {
-            Packet::HandshakeInit(init) => {
-                let half = parse_handshake_anon(&set.private, &set.public, init).ok()?;
-                return set
-                    .peers
-                    .iter()
-                    .position(|(p, _)| p.public_key == half.peer_static_public);
+    /// Steps 2-4 of the outbound flow for one frame of `n` bytes.
+    fn encrypt_frame(&self, set: &PeerSet, out: &mut Outbound, n: usize) {
+        let Outbound {
+            frame,
+            scratch,
+            batch,
+            icmp,
+            icmp_limit,
+            offload,
+        } = out;
+        // All segments of a superpacket share a destination: route it once, and keep
+        // the peer's session locked while they are encrypted (one lock per frame, not
+        // per segment; released before any send).
+        let mut route: Option<(IpAddr, Option<(usize, SocketAddr)>)> = None;
+        let mut held: Option<(usize, MutexGuard<'_, Tunn>)> = None;
+        let mut each = |packet: &[u8]| {
+            let Some(dst) = Tunn::dst_address(packet) else {
+                return;
+            };
+            let target = match route {
+                Some((cached, target)) if cached == dst => target,
+                _ => {
+                    let target = set.routes.lookup(dst).and_then(|i| {
+                        let endpoint = *lock(&set.peer(i).endpoint);
+                        endpoint.map(|e| (i, e))
+                    });
+                    route = Some((dst, target));
+                    target
+                }
+            };
+            let Some((i, to)) = target else {
+                if icmp_limit.allow() {
+                    if let Some(len) = icmp::unreachable(packet, &mut icmp[HEADROOM..]) {
+                        let _ = tun::write_packet(&self.tun, icmp, len);
+                    }
+                }
+                return;
+            };
+            let need = (packet.len() + DATA_OVERHEAD).max(MIN_OUT);
+            if batch.room() < need {
+                held = None;
+                let _ = self.udp.send_batch(batch);
+                if batch.room() < need {
+                    return; // larger than any datagram
+                }
             }
-            Packet::HandshakeResponse(r) => r.receiver_idx,
-            Packet::PacketCookieReply(c) => c.receiver_idx,
-            Packet::PacketData(d) => d.receiver_idx,
+            if held.as_ref().is_none_or(|(p, _)| *p != i) {
+                held = None;
+                let mut tunn = lock(&set.peer(i).tunn);
+                self.tick(set.peer(i), &mut tunn);
+                held = Some((i, tunn));
+            }
+            let Some((_, tunn)) = held.as_mut() else {
+                return;
+            };
+            let space = &mut batch.space()[..need];
+            let res = tunn.encapsulate(packet, space);
+            match res {
+                // Data, or a handshake initiation (the packet waits in boringtun's queue).
+                TunnResult::WriteToNetwork(d) => {
+                    let len = d.len();
+                    batch.commit(len, to);
+                }
+                // Queued behind a handshake already under way.
+                TunnResult::Done => {}
+                TunnResult::Err(_) => {}
+                // Encapsulation never produces packets for the tunnel.
+                TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
+            }
         };
-        set.by_index.get(&(receiver_idx >> 8)).copied()
+        // A frame that cannot be cut apart is dropped, like a corrupt packet.
+        let _ = tun::split(&mut frame[..n], *offload, scratch, &mut each);
     }
 
     fn inbound_loop(&self) {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut out = vec![0u8; MAX_DATAGRAM];
+        let mut batch = RecvBatch::new(RECV_BATCH_MESSAGES);
+        let mut scratch = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
+        let mut stage = Stage::new();
+        let mut writer = tun::Writer::new(self.tun.offload());
         loop {
-            let (n, from) = match self.udp.recv_from(&mut buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // ICMP errors from a previous send surface here; they are not fatal.
-                Err(_) => continue,
-            };
-            let datagram = &buf[..n];
+            if let Err(e) = self.udp.recv_batch(&mut batch) {
+                if !is_transient(&e) {
+                    // Errors queued by ICMP for an earlier send (unreachable, refused)
+                    // are not fatal; pause so a broken socket cannot spin this loop.
+                    thread::sleep(Duration::from_millis(1));
+                }
+                continue;
+            }
             let set = self.current();
-            let index = match set
-                .rate_limiter
-                .verify_packet(Some(from.ip()), datagram, &mut out)
-            {
-                Ok(packet) => Self::demux(&set, &packet),
-                Err(TunnResult::WriteToNetwork(cookie)) => {
-                    let _ = self.udp.send_to(cookie, from);
-                    continue;
+            for (from, datagrams) in batch.messages() {
+                let mut roam = Roam::default();
+                // The datagrams of a message nearly always belong to one peer: its
+                // session stays locked while they are decrypted (one lock, not one
+                // per datagram), and is released before anything is written.
+                let mut held: Option<(u32, usize, MutexGuard<'_, Tunn>)> = None;
+                for datagram in datagrams {
+                    if datagram.first() != Some(&MSG_DATA) || datagram.len() < DATA_OVERHEAD {
+                        held = None;
+                        self.handle_handshake(&set, datagram, from, &mut scratch);
+                        continue;
+                    }
+                    if !stage.has_room(datagram.len()) {
+                        // Only a message of many tiny datagrams gets here.
+                        held = None;
+                        self.deliver(&set, &mut stage, &mut writer);
+                    }
+                    let idx =
+                        u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]])
+                            >> 8;
+                    if held.as_ref().is_none_or(|(cached, _, _)| *cached != idx) {
+                        held = None;
+                        let Some(&i) = set.by_index.get(&idx) else {
+                            continue;
+                        };
+                        let mut tunn = lock(&set.peer(i).tunn);
+                        self.tick(set.peer(i), &mut tunn);
+                        held = Some((idx, i, tunn));
+                    }
+                    let Some((_, i, tunn)) = held.as_mut() else {
+                        continue;
+                    };
+                    let res = tunn.decapsulate(Some(from.ip()), datagram, stage.space());
+                    match res {
+                        TunnResult::WriteToTunnelV4(p, src) => {
+                            let len = p.len();
+                            stage.commit(len, *i, IpAddr::V4(src));
+                            roam.saw(&set, *i, from);
+                        }
+                        TunnResult::WriteToTunnelV6(p, src) => {
+                            let len = p.len();
+                            stage.commit(len, *i, IpAddr::V6(src));
+                            roam.saw(&set, *i, from);
+                        }
+                        // A keepalive: authenticated, nothing to deliver.
+                        TunnResult::Done => roam.saw(&set, *i, from),
+                        // Replays, unknown sessions, bad tags: dropped.
+                        TunnResult::Err(_) => {}
+                        // Data never produces a reply; sent anyway rather than lost.
+                        TunnResult::WriteToNetwork(d) => {
+                            let _ = self.udp.send_to(d, from);
+                        }
+                    }
                 }
-                Err(_) => continue,
+                drop(held);
+                roam.finish(&set, from);
+                self.deliver(&set, &mut stage, &mut writer);
+            }
+            // Packets the TUN refused are lost, like any dropped packet.
+            let _ = writer.flush(&self.tun);
+        }
+    }
+
+    /// Step 4 of the inbound flow for the staged packets: cryptokey routing's source
+    /// check, then the coalescer.
+    fn deliver(&self, set: &PeerSet, stage: &mut Stage, writer: &mut tun::Writer) {
+        // Packets of a flow share their source: check each source once.
+        let mut checked: Option<(usize, IpAddr, bool)> = None;
+        for k in 0..stage.packets.len() {
+            let (at, len, i, src) = stage.packets[k];
+            let allowed = match checked {
+                Some((ci, csrc, ok)) if ci == i && csrc == src => ok,
+                _ => {
+                    let ok = set.routes.allows(i, src);
+                    checked = Some((i, src, ok));
+                    ok
+                }
             };
-            let Some(index) = index else { continue };
-            self.handle_datagram(&set, index, datagram, from, &mut out);
+            if allowed {
+                let _ = writer.push(&self.tun, &mut stage.buf[at - HEADROOM..at + len], len);
+            }
+        }
+        stage.clear();
+    }
+}
+
+/// Decrypted packets of one message, each with headroom for the virtio-net header,
+/// waiting for their peer's session to be unlocked before they go to the TUN.
+struct Stage {
+    buf: Box<[u8]>,
+    end: usize,
+    /// (offset of the packet, length, peer, inner source).
+    packets: Vec<(usize, usize, usize, IpAddr)>,
+}
+
+impl Stage {
+    fn new() -> Stage {
+        // A message is at most MAX_DATAGRAM bytes and every datagram in it shrinks by
+        // more than HEADROOM when decrypted, so one message always fits.
+        Stage {
+            buf: vec![0u8; MAX_DATAGRAM + 2 * HEADROOM].into_boxed_slice(),
+            end: 0,
+            packets: Vec::with_capacity(128),
         }
     }
 
-    fn handle_datagram(
-        &self,
-        set: &PeerSet,
-        index: usize,
-        datagram: &[u8],
-        from: SocketAddr,
-        out: &mut [u8],
-    ) {
-        let peer = set.peer(index);
-        let mut first = true;
-        loop {
-            let res = if first {
-                lock(&peer.tunn).decapsulate(Some(from.ip()), datagram, out)
-            } else {
-                lock(&peer.tunn).decapsulate(None, &[], out)
-            };
-            if first && !matches!(res, TunnResult::Err(_)) {
-                // Authenticated: follow the peer to wherever it now sends from.
-                *lock(&peer.endpoint) = Some(from);
-            }
-            first = false;
-            match res {
-                TunnResult::Done => return,
-                TunnResult::Err(_) => return,
-                TunnResult::WriteToNetwork(datagram) => {
-                    let _ = self.udp.send_to(datagram, from);
-                }
-                TunnResult::WriteToTunnelV4(packet, src) => {
-                    self.deliver(set, index, packet, IpAddr::V4(src));
-                    return;
-                }
-                TunnResult::WriteToTunnelV6(packet, src) => {
-                    self.deliver(set, index, packet, IpAddr::V6(src));
-                    return;
-                }
-            }
-        }
+    /// Whether a datagram of `len` bytes can be decrypted here (boringtun wants room
+    /// for the whole ciphertext).
+    fn has_room(&self, len: usize) -> bool {
+        self.end + HEADROOM + len <= self.buf.len()
     }
 
-    fn deliver(&self, set: &PeerSet, index: usize, packet: &[u8], src: IpAddr) {
-        // Keepalives decrypt to an empty packet: nothing to deliver.
-        if packet.is_empty() || !set.routes.allows(index, src) {
-            return;
-        }
-        let _ = self.tun.send(packet);
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[self.end + HEADROOM..]
     }
 
-    fn timer_loop(&self) {
-        let mut out = vec![0u8; MAX_DATAGRAM];
-        let mut last_reset = Instant::now();
-        loop {
-            thread::sleep(TIMER_TICK);
-            let set = self.current();
-            for (peer, _) in &set.peers {
-                let res = lock(&peer.tunn).update_timers(&mut out);
-                if let TunnResult::Err(WireGuardError::ConnectionExpired) = res {
-                    continue;
-                }
-                self.send_result(peer, res);
-            }
-            if last_reset.elapsed() >= Duration::from_secs(1) {
-                set.rate_limiter.reset_count();
-                last_reset = Instant::now();
-            }
+    fn commit(&mut self, len: usize, peer: usize, src: IpAddr) {
+        let at = self.end + HEADROOM;
+        self.packets.push((at, len, peer, src));
+        self.end = at + len;
+    }
+
+    fn clear(&mut self) {
+        self.end = 0;
+        self.packets.clear();
+    }
+}
+
+/// The outbound thread's buffers.
+struct Outbound {
+    frame: Box<[u8]>,
+    scratch: Box<[u8]>,
+    batch: SendBatch,
+    icmp: Box<[u8]>,
+    icmp_limit: icmp::RateLimit,
+    offload: bool,
+}
+
+/// Which peers authenticated data from a message's source, so their endpoints follow
+/// it once per message rather than once per datagram.
+#[derive(Default)]
+struct Roam {
+    peer: Option<usize>,
+}
+
+impl Roam {
+    fn saw(&mut self, set: &PeerSet, i: usize, from: SocketAddr) {
+        if let Some(previous) = self.peer.filter(|&p| p != i) {
+            follow(set, previous, from);
+        }
+        self.peer = Some(i);
+    }
+
+    fn finish(self, set: &PeerSet, from: SocketAddr) {
+        if let Some(i) = self.peer {
+            follow(set, i, from);
         }
     }
+}
+
+fn follow(set: &PeerSet, i: usize, from: SocketAddr) {
+    let mut endpoint = lock(&set.peer(i).endpoint);
+    if *endpoint != Some(from) {
+        *endpoint = Some(from);
+    }
+}
+
+/// Errors a read loop just retries.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+    )
 }
 
 impl<T: TunIo + 'static, U: UdpIo + 'static> crate::control::Tunnel for Device<T, U> {
@@ -486,18 +533,12 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod handshake;
+mod peers;
+use peers::PeerSet;
+pub use peers::{PeerConfig, PeerStats, ReloadSummary};
 
-    #[test]
-    fn endpoint_forms() {
-        let v4: SocketAddr = "127.0.0.1:51820".parse().unwrap();
-        let mapped: SocketAddr = "[::ffff:127.0.0.1]:51820".parse().unwrap();
-        assert_eq!(socket_form(v4, true), mapped);
-        assert_eq!(socket_form(v4, false), v4);
-        assert_eq!(canonical(mapped), v4);
-        let v6: SocketAddr = "[::1]:5".parse().unwrap();
-        assert_eq!(socket_form(v6, true), v6);
-    }
-}
+#[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
+mod tests;

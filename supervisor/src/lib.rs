@@ -54,3 +54,14 @@ pub mod run;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod sys;
+
+// The data plane's parts (see [`dataplane`]).
+#[cfg(target_os = "linux")]
+pub mod icmp;
+#[cfg(target_os = "linux")]
+pub mod resolve;
+#[cfg(target_os = "linux")]
+pub mod tun;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod udp;

@@ -7,12 +7,13 @@ use crate::lifecycle::{self, End, Lifecycle};
 use crate::netlink::Rtnetlink;
 use crate::netsetup;
 use crate::profile_dir::{live_registrations, open_dir};
+use crate::resolve::{DnsClient, Reresolve, Reresolver};
 use crate::session::{proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE};
+use crate::udp::HostSocket;
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::UdpSocket;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
@@ -70,14 +71,54 @@ fn at<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
     }
 }
 
+// --- data plane (issue 5): the TUN device as the data plane sees it -------------------
+//
+// The device is non-blocking (see `create_tun`): `recv` waits with poll(2), `try_recv`
+// lets the outbound thread drain what is queued before it sends a batch.
 impl TunIo for tun_rs::SyncDevice {
+    fn offload(&self) -> bool {
+        self.tcp_gso()
+    }
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match tun_rs::SyncDevice::recv(self, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fds = [rustix::event::PollFd::new(
+                        self,
+                        rustix::event::PollFlags::IN,
+                    )];
+                    match rustix::event::poll(&mut fds, None) {
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         tun_rs::SyncDevice::recv(self, buf)
     }
-    fn send(&self, packet: &[u8]) -> io::Result<()> {
-        tun_rs::SyncDevice::send(self, packet).map(drop)
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        tun_rs::SyncDevice::send(self, frame).map(drop)
     }
 }
+
+/// The TUN device `wg0`, with TSO/USO offloads (IFF_VNET_HDR) where the kernel has
+/// them, non-blocking.
+fn create_tun(mtu: u16) -> io::Result<tun_rs::SyncDevice> {
+    let build = |offload: bool| {
+        tun_rs::DeviceBuilder::new()
+            .name(TUN_NAME)
+            .mtu(mtu)
+            .offload(offload)
+            .build_sync()
+    };
+    let tun = build(true).or_else(|_| build(false))?;
+    tun.set_nonblocking(true)?;
+    Ok(tun)
+}
+// --- end data plane ---------------------------------------------------------------------
 
 /// Registrations and the hold, read from the profile directory for `status`.
 struct DirSession(OwnedFd);
@@ -93,6 +134,12 @@ impl SessionInfo for DirSession {
 
 /// Run the supervisor; returns the process exit code.
 pub fn run(args: Args) -> i32 {
+    run_with(args, None)
+}
+
+/// [`run`], re-resolving hostname endpoints when `reresolve` is given (the CLI's
+/// handover, see [`crate::resolve`]).
+pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
     let mut ready = args.ready.map(std::fs::File::from);
     let mut report = |line: &str| match ready.as_mut() {
         Some(pipe) => {
@@ -103,7 +150,7 @@ pub fn run(args: Args) -> i32 {
     let started = (|| -> Result<(Lifecycle, Vec<String>), SetupError> {
         let dir = open_dir(args.profiles.as_fd(), &args.profile, false)
             .map_err(at("open the profile directory"))?;
-        let (control, warnings) = setup(&args.config, args.udp, &dir, &args.profile)?;
+        let (control, warnings) = setup(&args.config, args.udp, &dir, &args.profile, reresolve)?;
         let lifecycle = Lifecycle::new(dir).map_err(at("watch the session"))?;
         control
             .serve(UnixListener::from(args.control))
@@ -156,6 +203,7 @@ fn setup(
     udp: OwnedFd,
     dir: &OwnedFd,
     name: &str,
+    reresolve: Option<Reresolve>,
 ) -> Result<(Arc<Control>, Vec<String>), SetupError> {
     // Before anything else: wrapped programs must not reach the host socket through us.
     isolation::forbid_ptrace().map_err(at("protect the supervisor"))?;
@@ -164,11 +212,9 @@ fn setup(
     let config = read_config(config_fd)?;
 
     let mtu = config.interface.mtu.unwrap_or(DEFAULT_MTU);
-    let tun = tun_rs::DeviceBuilder::new()
-        .name(TUN_NAME)
-        .mtu(mtu)
-        .build_sync()
-        .map_err(at("create the TUN device (is /dev/net/tun usable by this user?)"))?;
+    let tun = create_tun(mtu).map_err(at(
+        "create the TUN device (is /dev/net/tun usable by this user?)",
+    ))?;
     let tun_index = tun.if_index().map_err(at("find the TUN device"))?;
     let mut netlink = Rtnetlink::open().map_err(at("open rtnetlink"))?;
     netsetup::configure(
@@ -183,8 +229,8 @@ fn setup(
         isolation::protect_name_resolution(dir, &config).map_err(at("protect name resolution"))?;
     drop_mount_capability().map_err(at("drop CAP_SYS_ADMIN"))?;
 
-    let udp = UdpSocket::from(udp);
-    let v6 = matches!(udp.local_addr(), Ok(std::net::SocketAddr::V6(_)));
+    let udp = HostSocket::new(udp).map_err(at("set up the UDP socket"))?;
+    let v6 = udp.is_ipv6();
     let device = Arc::new(Device::new(
         tun,
         udp,
@@ -192,6 +238,13 @@ fn setup(
         peer_configs(&config, v6),
     ));
     device.start().map_err(at("start the data plane"))?;
+    if let Some(r) = reresolve {
+        let client = DnsClient::new(r.socket, &r.handover.nameservers)
+            .map_err(at("set up endpoint re-resolution"))?;
+        Reresolver::new(client, r.handover.endpoints)
+            .spawn(device.clone())
+            .map_err(at("start endpoint re-resolution"))?;
+    }
     let session_dir = dir.try_clone().map_err(at("open the profile directory"))?;
     let control = Arc::new(Control {
         name: name.to_owned(),

@@ -95,7 +95,16 @@ impl Sandbox {
         std::fs::set_permissions(&wg_wrap, std::fs::Permissions::from_mode(0o755)).unwrap();
         // --pdeathsig: a killed test binary takes its namespace holder with it.
         let holder = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "--", "unshare", "--net", "--", "sleep", "3600"])
+            .args([
+                "--pdeathsig",
+                "KILL",
+                "--",
+                "unshare",
+                "--net",
+                "--",
+                "sleep",
+                "3600",
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("start the namespace holder");

@@ -26,8 +26,10 @@ pub const SLOW_PACE: Duration = Duration::from_millis(15);
 const CHUNK: usize = 64 * 1024;
 /// How often idle loops look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
-/// A stuck client must not hold a server thread (and its namespace) for long.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A stuck client must not hold a server thread (and its namespace) for long; but a
+/// roaming client only re-handshakes after WireGuard's 15 s of silence, and the
+/// transfer must survive that.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Byte `i` of the download stream: SplitMix64 of the 8-byte block number, so a
 /// block that arrives shifted, repeated or out of order is caught, not only a flipped bit.

@@ -59,7 +59,10 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::NoTunnelAddress => f.write_str("no tunnel address (IPv4 or IPv6) given"),
             ConfigError::InvalidPrefix { addr, prefix } => {
-                write!(f, "invalid prefix length /{prefix} for tunnel address {addr}")
+                write!(
+                    f,
+                    "invalid prefix length /{prefix} for tunnel address {addr}"
+                )
             }
             ConfigError::InvalidTunnelAddress(addr) => {
                 write!(f, "{addr} cannot be a tunnel address")
@@ -112,7 +115,10 @@ impl PeerConfig {
         }
         if let Some((addr, prefix)) = self.tunnel_v4 {
             if prefix > 32 {
-                return Err(ConfigError::InvalidPrefix { addr: addr.into(), prefix });
+                return Err(ConfigError::InvalidPrefix {
+                    addr: addr.into(),
+                    prefix,
+                });
             }
             if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
                 return Err(ConfigError::InvalidTunnelAddress(addr.into()));
@@ -120,7 +126,10 @@ impl PeerConfig {
         }
         if let Some((addr, prefix)) = self.tunnel_v6 {
             if prefix > 128 {
-                return Err(ConfigError::InvalidPrefix { addr: addr.into(), prefix });
+                return Err(ConfigError::InvalidPrefix {
+                    addr: addr.into(),
+                    prefix,
+                });
             }
             if addr.is_unspecified() || addr.is_multicast() {
                 return Err(ConfigError::InvalidTunnelAddress(addr.into()));
@@ -196,7 +205,11 @@ impl ClientSide {
             let _ = writeln!(text, "Address = {}", join(addresses));
         }
         if !self.dns.is_empty() {
-            let _ = writeln!(text, "DNS = {}", join(self.dns.iter().map(|a| a.to_string()).collect()));
+            let _ = writeln!(
+                text,
+                "DNS = {}",
+                join(self.dns.iter().map(|a| a.to_string()).collect())
+            );
         }
         let _ = writeln!(text);
         let _ = writeln!(text, "[Peer]");
@@ -222,11 +235,15 @@ impl ClientSide {
 pub fn network_of(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
         }
         IpAddr::V6(a) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
             IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
         }
     }
@@ -271,23 +288,47 @@ mod tests {
     fn validation_errors() {
         let (mut peer, _) = PeerConfig::demo();
         peer.tunnel_v4 = Some((Ipv4Addr::new(10, 0, 0, 1), 33));
-        assert!(matches!(peer.validate(), Err(ConfigError::InvalidPrefix { prefix: 33, .. })));
+        assert!(matches!(
+            peer.validate(),
+            Err(ConfigError::InvalidPrefix { prefix: 33, .. })
+        ));
         peer.tunnel_v4 = None;
         peer.tunnel_v6 = None;
         assert_eq!(peer.validate(), Err(ConfigError::NoTunnelAddress));
         peer.tunnel_v4 = Some((Ipv4Addr::UNSPECIFIED, 24));
-        assert!(matches!(peer.validate(), Err(ConfigError::InvalidTunnelAddress(_))));
+        assert!(matches!(
+            peer.validate(),
+            Err(ConfigError::InvalidTunnelAddress(_))
+        ));
         peer.tunnel_v4 = Some((Ipv4Addr::new(10, 0, 0, 1), 24));
         peer.dns_names = vec![("bad..name".into(), Ipv4Addr::LOCALHOST.into())];
-        assert!(matches!(peer.validate(), Err(ConfigError::InvalidDnsName(_))));
+        assert!(matches!(
+            peer.validate(),
+            Err(ConfigError::InvalidDnsName(_))
+        ));
     }
 
     #[test]
     fn network_masks() {
-        assert_eq!(network_of("10.77.0.9".parse().unwrap(), 24), "10.77.0.0".parse::<IpAddr>().unwrap());
-        assert_eq!(network_of("10.77.0.9".parse().unwrap(), 0), "0.0.0.0".parse::<IpAddr>().unwrap());
-        assert_eq!(network_of("10.77.0.9".parse().unwrap(), 32), "10.77.0.9".parse::<IpAddr>().unwrap());
-        assert_eq!(network_of("fd77::2".parse().unwrap(), 64), "fd77::".parse::<IpAddr>().unwrap());
-        assert_eq!(network_of("fd77::2".parse().unwrap(), 128), "fd77::2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            network_of("10.77.0.9".parse().unwrap(), 24),
+            "10.77.0.0".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            network_of("10.77.0.9".parse().unwrap(), 0),
+            "0.0.0.0".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            network_of("10.77.0.9".parse().unwrap(), 32),
+            "10.77.0.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            network_of("fd77::2".parse().unwrap(), 64),
+            "fd77::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            network_of("fd77::2".parse().unwrap(), 128),
+            "fd77::2".parse::<IpAddr>().unwrap()
+        );
     }
 }

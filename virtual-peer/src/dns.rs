@@ -248,7 +248,11 @@ pub fn parse_reply(reply: &[u8]) -> Option<Answer> {
         }
         pos += 12 + rdlen;
     }
-    Some(Answer { id, rcode: (flags & 0xf) as u8, addrs })
+    Some(Answer {
+        id,
+        rcode: (flags & 0xf) as u8,
+        addrs,
+    })
 }
 
 #[cfg(test)]
@@ -258,9 +262,18 @@ mod tests {
 
     fn table() -> NameTable {
         NameTable::new(&[
-            ("peer.wgwrap.test".into(), IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))),
-            ("peer.wgwrap.test.".into(), IpAddr::V6(Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1))),
-            ("v4only.test".into(), IpAddr::V4(Ipv4Addr::new(10, 77, 0, 9))),
+            (
+                "peer.wgwrap.test".into(),
+                IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)),
+            ),
+            (
+                "peer.wgwrap.test.".into(),
+                IpAddr::V6(Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1)),
+            ),
+            (
+                "v4only.test".into(),
+                IpAddr::V4(Ipv4Addr::new(10, 77, 0, 9)),
+            ),
         ])
     }
 
@@ -293,9 +306,16 @@ mod tests {
     fn reply_echoes_question_and_flags() {
         let query = build_query(7, "Peer.wgwrap.test", TYPE_A);
         let reply = respond(&table(), &query).unwrap();
-        assert_eq!(&reply[12..query.len()], &query[12..], "question echoed byte for byte");
+        assert_eq!(
+            &reply[12..query.len()],
+            &query[12..],
+            "question echoed byte for byte"
+        );
         let flags = u16::from_be_bytes([reply[2], reply[3]]);
-        assert_eq!(flags & (FLAG_QR | FLAG_AA | FLAG_RD), FLAG_QR | FLAG_AA | FLAG_RD);
+        assert_eq!(
+            flags & (FLAG_QR | FLAG_AA | FLAG_RD),
+            FLAG_QR | FLAG_AA | FLAG_RD
+        );
         assert_eq!(&reply[4..12], &[0, 1, 0, 1, 0, 0, 0, 0]);
     }
 
@@ -337,7 +357,10 @@ mod tests {
         assert!(respond(&t, &two).is_none(), "two questions");
         let mut pointer = good.clone();
         pointer[12] = 0xc0;
-        assert!(respond(&t, &pointer).is_none(), "compression pointer in question");
+        assert!(
+            respond(&t, &pointer).is_none(),
+            "compression pointer in question"
+        );
         let mut long = good[..12].to_vec();
         for _ in 0..5 {
             long.push(63);

@@ -88,11 +88,17 @@ impl HttpConn {
             return;
         }
         let room = MAX_REQUEST + 1 - self.request.len();
-        self.request.extend_from_slice(&data[..data.len().min(room)]);
+        self.request
+            .extend_from_slice(&data[..data.len().min(room)]);
         if let Some(end) = find_head_end(&self.request) {
             self.response = Some(route(&self.request[..end]));
         } else if self.request.len() > MAX_REQUEST {
-            self.response = Some(respond(400, "Bad Request", "text/plain", Body::Static(BAD_REQUEST_BODY)));
+            self.response = Some(respond(
+                400,
+                "Bad Request",
+                "text/plain",
+                Body::Static(BAD_REQUEST_BODY),
+            ));
         }
     }
 
@@ -136,7 +142,9 @@ impl HttpConn {
     /// Whether the whole response has been handed out.
     pub fn done(&self) -> bool {
         // Written as a subtraction: head + body overflows for /bytes/{u64::MAX}.
-        self.response.as_ref().is_some_and(|r| r.sent.checked_sub(r.head.len() as u64) == Some(r.body.len()))
+        self.response
+            .as_ref()
+            .is_some_and(|r| r.sent.checked_sub(r.head.len() as u64) == Some(r.body.len()))
     }
 }
 
@@ -154,19 +162,36 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 /// Decide the response from the request head.
 fn route(head: &[u8]) -> Response {
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-    let line = head[..line_end].strip_suffix(b"\r").unwrap_or(&head[..line_end]);
+    let line = head[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&head[..line_end]);
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return respond(400, "Bad Request", "text/plain", Body::Static(BAD_REQUEST_BODY));
+        return respond(
+            400,
+            "Bad Request",
+            "text/plain",
+            Body::Static(BAD_REQUEST_BODY),
+        );
     };
     if !version.starts_with(b"HTTP/1.") {
-        return respond(400, "Bad Request", "text/plain", Body::Static(BAD_REQUEST_BODY));
+        return respond(
+            400,
+            "Bad Request",
+            "text/plain",
+            Body::Static(BAD_REQUEST_BODY),
+        );
     }
     if method == b"GET" {
         if target == b"/" {
-            return respond(200, "OK", "text/plain", Body::Static(VIRTUAL_PEER_GREETING.as_bytes()));
+            return respond(
+                200,
+                "OK",
+                "text/plain",
+                Body::Static(VIRTUAL_PEER_GREETING.as_bytes()),
+            );
         }
         if let Some(n) = target.strip_prefix(b"/bytes/").and_then(parse_decimal) {
             return respond(200, "OK", "application/octet-stream", Body::Pattern(n));
@@ -192,7 +217,11 @@ fn respond(status: u16, reason: &str, content_type: &str, body: Body) -> Respons
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    Response { head: head.into_bytes(), body, sent: 0 }
+    Response {
+        head: head.into_bytes(),
+        body,
+        sent: 0,
+    }
 }
 
 #[cfg(test)]
@@ -224,7 +253,10 @@ mod tests {
         let (head, body) = exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 7);
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("Connection: close\r\n"));
-        assert!(head.contains(&format!("Content-Length: {}\r\n", VIRTUAL_PEER_GREETING.len())));
+        assert!(head.contains(&format!(
+            "Content-Length: {}\r\n",
+            VIRTUAL_PEER_GREETING.len()
+        )));
         assert_eq!(body, VIRTUAL_PEER_GREETING.as_bytes());
     }
 
@@ -235,10 +267,14 @@ mod tests {
                 if n > 20_000 && chunk == 1 {
                     continue;
                 }
-                let (head, body) = exchange(format!("GET /bytes/{n} HTTP/1.0\n\n").as_bytes(), chunk);
+                let (head, body) =
+                    exchange(format!("GET /bytes/{n} HTTP/1.0\n\n").as_bytes(), chunk);
                 assert!(head.contains(&format!("Content-Length: {n}\r\n")), "{head}");
                 assert_eq!(body.len() as u64, n);
-                assert!(body.iter().enumerate().all(|(i, &b)| b == pattern_byte(i as u64)));
+                assert!(body
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == pattern_byte(i as u64)));
             }
         }
     }
@@ -255,14 +291,23 @@ mod tests {
 
     #[test]
     fn not_found_and_bad_requests() {
-        for req in [&b"GET /nope HTTP/1.1\r\n\r\n"[..], b"POST / HTTP/1.1\r\n\r\n", b"GET /bytes/x HTTP/1.1\r\n\r\n",
-            b"GET /bytes/-1 HTTP/1.1\r\n\r\n", b"GET /bytes/99999999999999999999 HTTP/1.1\r\n\r\n"]
-        {
+        for req in [
+            &b"GET /nope HTTP/1.1\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\n\r\n",
+            b"GET /bytes/x HTTP/1.1\r\n\r\n",
+            b"GET /bytes/-1 HTTP/1.1\r\n\r\n",
+            b"GET /bytes/99999999999999999999 HTTP/1.1\r\n\r\n",
+        ] {
             let (head, body) = exchange(req, 100);
             assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
             assert_eq!(body, NOT_FOUND_BODY);
         }
-        for req in [&b"GET /\r\n\r\n"[..], b"GET / HTTP/1.1 extra\r\n\r\n", b"\r\n\r\n", b"GET / SPDY/3\r\n\r\n"] {
+        for req in [
+            &b"GET /\r\n\r\n"[..],
+            b"GET / HTTP/1.1 extra\r\n\r\n",
+            b"\r\n\r\n",
+            b"GET / SPDY/3\r\n\r\n",
+        ] {
             let (head, _) = exchange(req, 100);
             assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
         }

@@ -5,7 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use crate::testing::{TestClient, TestError, RCODE_NOERROR, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA};
-use crate::{pattern_byte, ClientSide, PeerConfig, VirtualPeer, DEMO_DNS_NAME, ECHO_PORT, VIRTUAL_PEER_GREETING};
+use crate::{
+    pattern_byte, ClientSide, PeerConfig, VirtualPeer, DEMO_DNS_NAME, ECHO_PORT,
+    VIRTUAL_PEER_GREETING,
+};
 
 const PEER_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1));
 const PEER_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1));
@@ -35,7 +38,10 @@ fn handshake_completes_and_peer_learns_endpoint() {
     }
     let stats = peer.stats();
     assert_eq!(stats.handshakes, 1);
-    assert_eq!(stats.last_client_endpoint, Some(client.local_addr().unwrap()));
+    assert_eq!(
+        stats.last_client_endpoint,
+        Some(client.local_addr().unwrap())
+    );
     assert!(stats.rx_bytes >= 148 && stats.tx_bytes >= 92, "{stats:?}");
     assert_eq!(client.counters().handshakes, 1);
     peer.stop();
@@ -46,7 +52,9 @@ fn answers_icmp_echo_v4_and_v6() {
     let (peer, mut client) = connected();
     for (seq, dst) in [PEER_V4, PEER_V6].into_iter().enumerate() {
         let payload = format!("ping {dst}").into_bytes();
-        let reply = client.ping(dst, seq as u16, &payload, T).unwrap_or_else(|e| panic!("{dst}: {e}"));
+        let reply = client
+            .ping(dst, seq as u16, &payload, T)
+            .unwrap_or_else(|e| panic!("{dst}: {e}"));
         assert_eq!(reply, payload);
     }
     peer.stop();
@@ -70,11 +78,17 @@ fn http_greeting_and_not_found() {
 fn http_bytes_one_mib_intact() {
     let (peer, mut client) = connected();
     let n = 1 << 20;
-    let page = client.http_get(PEER_V4, &format!("/bytes/{n}"), Duration::from_secs(60)).unwrap();
+    let page = client
+        .http_get(PEER_V4, &format!("/bytes/{n}"), Duration::from_secs(60))
+        .unwrap();
     assert_eq!(page.status, 200);
     assert_eq!(page.header("content-length"), Some(n.to_string().as_str()));
     assert_eq!(page.body.len(), n);
-    let bad = page.body.iter().enumerate().position(|(i, &b)| b != pattern_byte(i as u64));
+    let bad = page
+        .body
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| b != pattern_byte(i as u64));
     assert_eq!(bad, None, "first corrupt byte");
     peer.stop();
 }
@@ -87,14 +101,25 @@ fn http_bytes_one_mib_intact() {
 fn http_concurrent_and_sequential_connections() {
     let (peer, mut client) = connected();
     for round in 0..4 {
-        let paths: Vec<String> = (0..6).map(|i| format!("/bytes/{}", 20_000 * (i + 1) + round)).collect();
-        let gets: Vec<(IpAddr, &str)> =
-            paths.iter().enumerate().map(|(i, p)| (if i % 2 == 0 { PEER_V4 } else { PEER_V6 }, p.as_str())).collect();
-        let pages = client.http_get_many(&gets, T).unwrap_or_else(|e| panic!("{e} {:?}", peer.stats()));
+        let paths: Vec<String> = (0..6)
+            .map(|i| format!("/bytes/{}", 20_000 * (i + 1) + round))
+            .collect();
+        let gets: Vec<(IpAddr, &str)> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (if i % 2 == 0 { PEER_V4 } else { PEER_V6 }, p.as_str()))
+            .collect();
+        let pages = client
+            .http_get_many(&gets, T)
+            .unwrap_or_else(|e| panic!("{e} {:?}", peer.stats()));
         for (i, page) in pages.iter().enumerate() {
             assert_eq!(page.status, 200);
             assert_eq!(page.body.len(), 20_000 * (i + 1) + round);
-            assert!(page.body.iter().enumerate().all(|(i, &b)| b == pattern_byte(i as u64)));
+            assert!(page
+                .body
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == pattern_byte(i as u64)));
         }
     }
     peer.stop();
@@ -107,7 +132,9 @@ fn tcp_echo_round_trips() {
         let data = b"echo, echo, echo\n";
         let mut got = Vec::new();
         client
-            .tcp_exchange(SocketAddr::new(dst, ECHO_PORT), data, true, T, &mut |d| got.extend_from_slice(d))
+            .tcp_exchange(SocketAddr::new(dst, ECHO_PORT), data, true, T, &mut |d| {
+                got.extend_from_slice(d)
+            })
             .unwrap();
         assert_eq!(got, data);
     }
@@ -115,11 +142,21 @@ fn tcp_echo_round_trips() {
     let data: Vec<u8> = (0..3_000_000u64).map(|i| (i * 7 % 256) as u8).collect();
     let mut got = Vec::new();
     client
-        .tcp_exchange(SocketAddr::new(PEER_V4, ECHO_PORT), &data, true, Duration::from_secs(20), &mut |d| {
-            got.extend_from_slice(d)
-        })
+        .tcp_exchange(
+            SocketAddr::new(PEER_V4, ECHO_PORT),
+            &data,
+            true,
+            Duration::from_secs(20),
+            &mut |d| got.extend_from_slice(d),
+        )
         .unwrap();
-    assert!(got == data, "echoed {} of {} bytes, equal prefix: {}", got.len(), data.len(), got == data[..got.len()]);
+    assert!(
+        got == data,
+        "echoed {} of {} bytes, equal prefix: {}",
+        got.len(),
+        data.len(),
+        got == data[..got.len()]
+    );
     peer.stop();
 }
 
@@ -128,7 +165,9 @@ fn udp_echo_round_trips() {
     let (peer, mut client) = connected();
     for dst in [PEER_V4, PEER_V6] {
         let payload = format!("datagram to {dst}").into_bytes();
-        let reply = client.udp_exchange(SocketAddr::new(dst, ECHO_PORT), &payload, T).unwrap();
+        let reply = client
+            .udp_exchange(SocketAddr::new(dst, ECHO_PORT), &payload, T)
+            .unwrap();
         assert_eq!(reply, payload);
     }
     peer.stop();
@@ -140,9 +179,16 @@ fn dns_answers_a_aaaa_and_nxdomain() {
     for server in [PEER_V4, PEER_V6] {
         let a = client.dns_lookup(server, DEMO_DNS_NAME, TYPE_A, T).unwrap();
         assert_eq!((a.rcode, a.addrs.clone()), (RCODE_NOERROR, vec![PEER_V4]));
-        let aaaa = client.dns_lookup(server, DEMO_DNS_NAME, TYPE_AAAA, T).unwrap();
-        assert_eq!((aaaa.rcode, aaaa.addrs.clone()), (RCODE_NOERROR, vec![PEER_V6]));
-        let nx = client.dns_lookup(server, "nothing.wgwrap.test", TYPE_A, T).unwrap();
+        let aaaa = client
+            .dns_lookup(server, DEMO_DNS_NAME, TYPE_AAAA, T)
+            .unwrap();
+        assert_eq!(
+            (aaaa.rcode, aaaa.addrs.clone()),
+            (RCODE_NOERROR, vec![PEER_V6])
+        );
+        let nx = client
+            .dns_lookup(server, "nothing.wgwrap.test", TYPE_A, T)
+            .unwrap();
         assert_eq!((nx.rcode, nx.addrs.len()), (RCODE_NXDOMAIN, 0));
     }
     peer.stop();
@@ -152,14 +198,19 @@ fn dns_answers_a_aaaa_and_nxdomain() {
 fn malformed_dns_is_ignored() {
     let (peer, mut client) = connected();
     let server = SocketAddr::new(PEER_V4, crate::DNS_PORT);
-    for junk in [&b"\x12\x34"[..], b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01"] {
+    for junk in [
+        &b"\x12\x34"[..],
+        b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01",
+    ] {
         match client.udp_exchange(server, junk, Duration::from_millis(300)) {
             Err(TestError::Timeout(_)) => {}
             other => panic!("expected silence, got {other:?}"),
         }
     }
     // Still serving afterwards.
-    let a = client.dns_lookup(PEER_V4, DEMO_DNS_NAME, TYPE_A, T).unwrap();
+    let a = client
+        .dns_lookup(PEER_V4, DEMO_DNS_NAME, TYPE_A, T)
+        .unwrap();
     assert_eq!(a.addrs, vec![PEER_V4]);
     peer.stop();
 }
@@ -190,7 +241,10 @@ fn unknown_client_is_rejected() {
     let (peer, mut side) = start_demo();
     side.private_key = crate::generate_keypair().0;
     let mut stranger = TestClient::new(&side, peer.local_addr()).unwrap();
-    assert!(matches!(stranger.handshake(Duration::from_millis(500)), Err(TestError::Timeout(_))));
+    assert!(matches!(
+        stranger.handshake(Duration::from_millis(500)),
+        Err(TestError::Timeout(_))
+    ));
     let stats = peer.stats();
     assert_eq!((stats.handshakes, stats.last_client_endpoint), (0, None));
     assert!(stats.rejected_datagrams >= 1, "{stats:?}");
@@ -208,7 +262,10 @@ fn peer_follows_roaming_client() {
     assert_ne!(client.local_addr().unwrap(), old);
     assert_eq!(client.http_get(PEER_V6, "/", T).unwrap().status, 200);
     let stats = peer.stats();
-    assert_eq!(stats.last_client_endpoint, Some(client.local_addr().unwrap()));
+    assert_eq!(
+        stats.last_client_endpoint,
+        Some(client.local_addr().unwrap())
+    );
     assert_eq!(stats.handshakes, 1);
     peer.stop();
 }
@@ -232,7 +289,11 @@ fn stop_returns_promptly() {
     assert_eq!(client.ping(PEER_V6, 9, b"x", T).unwrap(), b"x");
     let start = Instant::now();
     peer.stop();
-    assert!(start.elapsed() < Duration::from_millis(500), "stop took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "stop took {:?}",
+        start.elapsed()
+    );
     // Dropping without stop() also joins the thread.
     let (peer, _) = start_demo();
     let start = Instant::now();
@@ -245,9 +306,15 @@ fn invalid_config_is_refused() {
     let (mut config, _) = PeerConfig::demo();
     config.tunnel_v4 = None;
     config.tunnel_v6 = None;
-    let err = VirtualPeer::start(config, UdpSocket::bind("127.0.0.1:0").unwrap()).err().unwrap();
+    let err = VirtualPeer::start(config, UdpSocket::bind("127.0.0.1:0").unwrap())
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-    let inner = err.into_inner().unwrap().downcast::<crate::ConfigError>().unwrap();
+    let inner = err
+        .into_inner()
+        .unwrap()
+        .downcast::<crate::ConfigError>()
+        .unwrap();
     assert_eq!(*inner, crate::ConfigError::NoTunnelAddress);
 }
 
@@ -261,41 +328,27 @@ fn http_ten_mib_throughput() {
     let mut corrupt = None;
     let start = Instant::now();
     let page = client
-        .http_get_streaming(PEER_V4, &format!("/bytes/{n}"), Duration::from_secs(120), &mut |chunk| {
-            for &b in chunk {
-                if corrupt.is_none() && b != pattern_byte(offset) {
-                    corrupt = Some(offset);
+        .http_get_streaming(
+            PEER_V4,
+            &format!("/bytes/{n}"),
+            Duration::from_secs(120),
+            &mut |chunk| {
+                for &b in chunk {
+                    if corrupt.is_none() && b != pattern_byte(offset) {
+                        corrupt = Some(offset);
+                    }
+                    offset += 1;
                 }
-                offset += 1;
-            }
-        })
+            },
+        )
         .unwrap();
     let elapsed = start.elapsed();
     assert_eq!((page.status, page.body_len, corrupt), (200, n, None));
     let mib_s = n as f64 / (1 << 20) as f64 / elapsed.as_secs_f64();
-    eprintln!("10 MiB GET: {elapsed:?}, {mib_s:.1} MiB/s ({:.0} Mbit/s); peer {:?}", mib_s * 8.389, peer.stats());
-    peer.stop();
-}
-
-/// 100 MiB streamed; slow in debug builds, so opt-in:
-/// `cargo test -p virtual-peer --release -- --ignored`.
-#[test]
-#[ignore]
-fn http_hundred_mib_streams() {
-    let (peer, mut client) = connected();
-    let n: u64 = 100 << 20;
-    let mut offset = 0u64;
-    let start = Instant::now();
-    let page = client
-        .http_get_streaming(PEER_V4, &format!("/bytes/{n}"), Duration::from_secs(600), &mut |chunk| {
-            assert!(chunk.iter().all(|&b| {
-                let ok = b == pattern_byte(offset);
-                offset += 1;
-                ok
-            }));
-        })
-        .unwrap();
-    assert_eq!(page.body_len, n);
-    eprintln!("100 MiB GET: {:?}", start.elapsed());
+    eprintln!(
+        "10 MiB GET: {elapsed:?}, {mib_s:.1} MiB/s ({:.0} Mbit/s); peer {:?}",
+        mib_s * 8.389,
+        peer.stats()
+    );
     peer.stop();
 }

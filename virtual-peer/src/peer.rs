@@ -73,7 +73,9 @@ impl VirtualPeer {
     /// Start serving on `socket` (already bound) in a background thread.
     /// A refused config is an `InvalidInput` error wrapping a [`ConfigError`](crate::ConfigError).
     pub fn start(config: PeerConfig, socket: UdpSocket) -> io::Result<VirtualPeer> {
-        config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let local_addr = socket.local_addr()?;
         socket.set_nonblocking(false)?;
         socket.set_write_timeout(Some(SEND_TIMEOUT))?;
@@ -86,7 +88,12 @@ impl VirtualPeer {
             .name("virtual-peer".into())
             .spawn(move || event_loop.run())?;
         log::info!("virtual peer listening on {local_addr}");
-        Ok(VirtualPeer { local_addr, stop, stats, thread: Some(thread) })
+        Ok(VirtualPeer {
+            local_addr,
+            stop,
+            stats,
+            thread: Some(thread),
+        })
     }
 
     /// The UDP address the peer listens on (the client's Endpoint).
@@ -96,7 +103,10 @@ impl VirtualPeer {
 
     /// A snapshot of the counters (updated once per event-loop turn).
     pub fn stats(&self) -> Stats {
-        self.stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Stop the thread and join it (also done on drop). Returns within about
@@ -139,7 +149,12 @@ struct EventLoop {
 }
 
 impl EventLoop {
-    fn new(config: &PeerConfig, socket: UdpSocket, stop: Arc<AtomicBool>, stats: Arc<Mutex<Stats>>) -> EventLoop {
+    fn new(
+        config: &PeerConfig,
+        socket: UdpSocket,
+        stop: Arc<AtomicBool>,
+        stats: Arc<Mutex<Stats>>,
+    ) -> EventLoop {
         let link = Link::new(
             &config.private_key,
             &config.client_public_key,
@@ -227,18 +242,38 @@ impl EventLoop {
 
     /// Steps 1 and 2: wait up to `wait` for a datagram, then drain the socket.
     fn receive(&mut self, wait: StdDuration) {
-        let EventLoop { link, socket, receiver, device, our_addrs, misaddressed, .. } = self;
+        let EventLoop {
+            link,
+            socket,
+            receiver,
+            device,
+            our_addrs,
+            misaddressed,
+            ..
+        } = self;
         receiver.receive(socket, wait, RECV_BATCH, |from, datagram| {
-            link.receive(socket, from, datagram, &mut |packet| match ip_destination(packet) {
-                Some(dst) if our_addrs.contains(&dst) => device.push_rx(packet),
-                _ => *misaddressed += 1,
-            });
+            link.receive(
+                socket,
+                from,
+                datagram,
+                &mut |packet| match ip_destination(packet) {
+                    Some(dst) if our_addrs.contains(&dst) => device.push_rx(packet),
+                    _ => *misaddressed += 1,
+                },
+            );
         });
     }
 
     fn snapshot(&self) -> Stats {
-        let LinkCounters { handshakes, rx_datagrams, rx_bytes, tx_datagrams, tx_bytes, rejected, send_failures } =
-            self.link.counters();
+        let LinkCounters {
+            handshakes,
+            rx_datagrams,
+            rx_bytes,
+            tx_datagrams,
+            tx_bytes,
+            rejected,
+            send_failures,
+        } = self.link.counters();
         Stats {
             handshakes,
             rx_bytes,

@@ -50,13 +50,27 @@ impl Services {
     /// may carry a SYN (it can arrive in the same batch as the handshake).
     pub fn new(sockets: &mut SocketSet<'static>, names: NameTable) -> Services {
         let http = (0..HTTP_SOCKETS)
-            .map(|_| (sockets.add(tcp_socket(HTTP_RX_BUFFER, true, HTTP_PORT)), HttpConn::new()))
+            .map(|_| {
+                (
+                    sockets.add(tcp_socket(HTTP_RX_BUFFER, true, HTTP_PORT)),
+                    HttpConn::new(),
+                )
+            })
             .collect();
         // Echo answers each write as it comes, so Nagle would only add delay.
-        let echo = (0..ECHO_SOCKETS).map(|_| sockets.add(tcp_socket(ECHO_RX_BUFFER, false, ECHO_PORT))).collect();
+        let echo = (0..ECHO_SOCKETS)
+            .map(|_| sockets.add(tcp_socket(ECHO_RX_BUFFER, false, ECHO_PORT)))
+            .collect();
         let udp_echo = sockets.add(udp_socket(ECHO_PORT));
         let dns = sockets.add(udp_socket(DNS_PORT));
-        Services { http, echo, udp_echo, dns, names, scratch: vec![0u8; UDP_SCRATCH] }
+        Services {
+            http,
+            echo,
+            udp_echo,
+            dns,
+            names,
+            scratch: vec![0u8; UDP_SCRATCH],
+        }
     }
 
     /// Move data between the sockets and the services. Call between two
@@ -69,13 +83,17 @@ impl Services {
         for handle in &self.echo {
             serve_tcp_echo(sockets.get_mut::<tcp::Socket>(*handle), &mut self.scratch);
         }
-        serve_datagrams(sockets.get_mut::<udp::Socket>(self.udp_echo), &mut self.scratch, |query| {
-            Some(query.to_vec())
-        });
+        serve_datagrams(
+            sockets.get_mut::<udp::Socket>(self.udp_echo),
+            &mut self.scratch,
+            |query| Some(query.to_vec()),
+        );
         let names = &self.names;
-        serve_datagrams(sockets.get_mut::<udp::Socket>(self.dns), &mut self.scratch, |query| {
-            dns::respond(names, query)
-        });
+        serve_datagrams(
+            sockets.get_mut::<udp::Socket>(self.dns),
+            &mut self.scratch,
+            |query| dns::respond(names, query),
+        );
     }
 }
 
@@ -83,11 +101,27 @@ impl Services {
     pub fn debug_states(&self, sockets: &SocketSet<'_>) {
         for (h, c) in &self.http {
             let so = sockets.get::<tcp::Socket>(*h);
-            eprintln!("PEERDEBUG {:?} sq {} rq {} done {} remote {:?} timeout {:?}", so.state(), so.send_queue(), so.recv_queue(), c.done(), so.remote_endpoint(), so.timeout());
+            eprintln!(
+                "PEERDEBUG {:?} sq {} rq {} done {} remote {:?} timeout {:?}",
+                so.state(),
+                so.send_queue(),
+                so.recv_queue(),
+                c.done(),
+                so.remote_endpoint(),
+                so.timeout()
+            );
         }
         for h in &self.echo {
             let so = sockets.get::<tcp::Socket>(*h);
-            eprintln!("PEERDEBUG echo {:?} sq {} rq {} remote {:?} cansend {} canrecv {}", so.state(), so.send_queue(), so.recv_queue(), so.remote_endpoint(), so.can_send(), so.can_recv());
+            eprintln!(
+                "PEERDEBUG echo {:?} sq {} rq {} remote {:?} cansend {} canrecv {}",
+                so.state(),
+                so.send_queue(),
+                so.recv_queue(),
+                so.remote_endpoint(),
+                so.can_send(),
+                so.can_recv()
+            );
         }
     }
 }
@@ -105,7 +139,12 @@ fn tcp_socket(rx_len: usize, nagle: bool, port: u16) -> tcp::Socket<'static> {
 }
 
 fn udp_socket(port: u16) -> udp::Socket<'static> {
-    let buffer = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0u8; UDP_BUFFER]);
+    let buffer = || {
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            vec![0u8; UDP_BUFFER],
+        )
+    };
     let mut socket = udp::Socket::new(buffer(), buffer());
     // Binding a fresh socket to a non-zero port cannot fail.
     let _ = socket.bind(port);
@@ -184,7 +223,11 @@ fn serve_tcp_echo(socket: &mut tcp::Socket<'_>, scratch: &mut [u8]) {
 /// Answer each datagram with `reply(payload)` (None: no answer), from the
 /// address it was sent to. A full send buffer drops the answer, as a
 /// congested network would.
-fn serve_datagrams(socket: &mut udp::Socket<'_>, scratch: &mut [u8], mut reply: impl FnMut(&[u8]) -> Option<Vec<u8>>) {
+fn serve_datagrams(
+    socket: &mut udp::Socket<'_>,
+    scratch: &mut [u8],
+    mut reply: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+) {
     while socket.can_send() {
         let (len, meta) = match socket.recv() {
             Ok((payload, meta)) if payload.len() <= scratch.len() => {

@@ -27,15 +27,15 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    HardwareAddress, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpCidr, IpProtocol, Ipv4Packet,
-    Ipv4Repr, Ipv6Packet, Ipv6Repr,
+    HardwareAddress, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpCidr,
+    IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
 };
 
-pub use crate::dns::{
-    build_query as dns_query, parse_reply as parse_dns_reply, Answer as DnsAnswer, RCODE_NOERROR, RCODE_NXDOMAIN,
-    TYPE_A, TYPE_AAAA,
-};
 use crate::config::ClientSide;
+pub use crate::dns::{
+    build_query as dns_query, parse_reply as parse_dns_reply, Answer as DnsAnswer, RCODE_NOERROR,
+    RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA,
+};
 use crate::phy::QueueDevice;
 use crate::udp::BatchReceiver;
 use crate::wg::{Link, LinkCounters};
@@ -71,7 +71,9 @@ impl fmt::Display for TestError {
             TestError::Io(e) => write!(f, "I/O error: {e}"),
             TestError::Timeout(what) => write!(f, "timed out waiting for {what}"),
             TestError::ConnectionReset => f.write_str("connection refused or reset"),
-            TestError::NoSourceAddress(dst) => write!(f, "no client address of the right family to reach {dst}"),
+            TestError::NoSourceAddress(dst) => {
+                write!(f, "no client address of the right family to reach {dst}")
+            }
             TestError::BadReply(what) => write!(f, "bad reply: {what}"),
         }
     }
@@ -106,7 +108,10 @@ pub struct HttpResponse {
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -141,7 +146,14 @@ impl TestClient {
         };
         let socket = UdpSocket::bind(bind)?;
         socket.set_write_timeout(Some(Duration::from_millis(100)))?;
-        let link = Link::new(&side.private_key, &side.peer_public_key, side.preshared_key, None, Some(peer), false);
+        let link = Link::new(
+            &side.private_key,
+            &side.peer_public_key,
+            side.preshared_key,
+            None,
+            Some(peer),
+            false,
+        );
 
         let mut device = QueueDevice::new();
         let mut config = Config::new(HardwareAddress::Ip);
@@ -200,15 +212,26 @@ impl TestClient {
     /// Complete a WireGuard handshake with the peer.
     pub fn handshake(&mut self, timeout: Duration) -> Result<(), TestError> {
         self.link.initiate(&self.socket);
-        self.pump_until(timeout, "the handshake response", |c| c.link.has_session().then_some(()))
+        self.pump_until(timeout, "the handshake response", |c| {
+            c.link.has_session().then_some(())
+        })
     }
 
     /// Send an ICMP (v4) or ICMPv6 echo request and return the echoed payload.
-    pub fn ping(&mut self, dst: IpAddr, seq: u16, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, TestError> {
+    pub fn ping(
+        &mut self,
+        dst: IpAddr,
+        seq: u16,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TestError> {
         let packet = self.echo_request(dst, seq, payload)?;
         self.send_ip(&packet);
         self.pump_until(timeout, "the echo reply", |c| {
-            let at = c.echo_replies.iter().position(|r| r.from == dst && r.ident == ICMP_IDENT && r.seq == seq)?;
+            let at = c
+                .echo_replies
+                .iter()
+                .position(|r| r.from == dst && r.ident == ICMP_IDENT && r.seq == seq)?;
             c.echo_replies.remove(at).map(|r| r.data)
         })
     }
@@ -219,11 +242,19 @@ impl TestClient {
     }
 
     /// Send one UDP datagram to `dst` through the tunnel and return the first reply.
-    pub fn udp_exchange(&mut self, dst: SocketAddr, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, TestError> {
-        let buffer = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0u8; 128 * 1024]);
+    pub fn udp_exchange(
+        &mut self,
+        dst: SocketAddr,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TestError> {
+        let buffer =
+            || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0u8; 128 * 1024]);
         let mut socket = udp::Socket::new(buffer(), buffer());
         let port = self.ephemeral_port();
-        socket.bind(port).map_err(|_| TestError::BadReply("cannot bind a UDP socket"))?;
+        socket
+            .bind(port)
+            .map_err(|_| TestError::BadReply("cannot bind a UDP socket"))?;
         socket
             .send_slice(payload, dst)
             .map_err(|_| TestError::BadReply("datagram does not fit the UDP socket"))?;
@@ -238,9 +269,19 @@ impl TestClient {
     }
 
     /// Ask the DNS server at `server` for `name`/`qtype`.
-    pub fn dns_lookup(&mut self, server: IpAddr, name: &str, qtype: u16, timeout: Duration) -> Result<DnsAnswer, TestError> {
+    pub fn dns_lookup(
+        &mut self,
+        server: IpAddr,
+        name: &str,
+        qtype: u16,
+        timeout: Duration,
+    ) -> Result<DnsAnswer, TestError> {
         let id = OsRng.next_u32() as u16;
-        let reply = self.udp_exchange(SocketAddr::new(server, crate::DNS_PORT), &dns_query(id, name, qtype), timeout)?;
+        let reply = self.udp_exchange(
+            SocketAddr::new(server, crate::DNS_PORT),
+            &dns_query(id, name, qtype),
+            timeout,
+        )?;
         let answer = parse_dns_reply(&reply).ok_or(TestError::BadReply("unparsable DNS reply"))?;
         if answer.id != id {
             return Err(TestError::BadReply("DNS reply with the wrong id"));
@@ -249,25 +290,47 @@ impl TestClient {
     }
 
     /// `GET path` from `http://dst/`, collecting the body.
-    pub fn http_get(&mut self, dst: IpAddr, path: &str, timeout: Duration) -> Result<HttpResponse, TestError> {
+    pub fn http_get(
+        &mut self,
+        dst: IpAddr,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<HttpResponse, TestError> {
         let mut responses = self.http_get_many(&[(dst, path)], timeout)?;
         Ok(responses.remove(0))
     }
 
     /// Several GETs over concurrent connections, collecting the bodies.
-    pub fn http_get_many(&mut self, gets: &[(IpAddr, &str)], timeout: Duration) -> Result<Vec<HttpResponse>, TestError> {
+    pub fn http_get_many(
+        &mut self,
+        gets: &[(IpAddr, &str)],
+        timeout: Duration,
+    ) -> Result<Vec<HttpResponse>, TestError> {
         let mut readers: Vec<HttpReader> = gets.iter().map(|_| HttpReader::default()).collect();
         let mut bodies: Vec<Vec<u8>> = gets.iter().map(|_| Vec::new()).collect();
-        let requests: Vec<(SocketAddr, Vec<u8>)> =
-            gets.iter().map(|&(dst, path)| (SocketAddr::new(dst, crate::HTTP_PORT), get_request(dst, path))).collect();
-        let exchanges: Vec<(SocketAddr, &[u8])> = requests.iter().map(|(a, r)| (*a, r.as_slice())).collect();
+        let requests: Vec<(SocketAddr, Vec<u8>)> = gets
+            .iter()
+            .map(|&(dst, path)| {
+                (
+                    SocketAddr::new(dst, crate::HTTP_PORT),
+                    get_request(dst, path),
+                )
+            })
+            .collect();
+        let exchanges: Vec<(SocketAddr, &[u8])> =
+            requests.iter().map(|(a, r)| (*a, r.as_slice())).collect();
         self.tcp_exchanges(&exchanges, false, timeout, &mut |i, chunk| {
             readers[i].feed(chunk, &mut |body| bodies[i].extend_from_slice(body))
         })?;
         readers
             .into_iter()
             .zip(bodies)
-            .map(|(reader, body)| Ok(HttpResponse { body, ..reader.finish()? }))
+            .map(|(reader, body)| {
+                Ok(HttpResponse {
+                    body,
+                    ..reader.finish()?
+                })
+            })
             .collect()
     }
 
@@ -282,9 +345,13 @@ impl TestClient {
     ) -> Result<HttpResponse, TestError> {
         let mut reader = HttpReader::default();
         let request = get_request(dst, path);
-        self.tcp_exchange(SocketAddr::new(dst, crate::HTTP_PORT), &request, false, timeout, &mut |chunk| {
-            reader.feed(chunk, on_body)
-        })?;
+        self.tcp_exchange(
+            SocketAddr::new(dst, crate::HTTP_PORT),
+            &request,
+            false,
+            timeout,
+            &mut |chunk| reader.feed(chunk, on_body),
+        )?;
         reader.finish()
     }
 
@@ -301,7 +368,10 @@ impl TestClient {
         timeout: Duration,
         on_data: &mut dyn FnMut(&[u8]),
     ) -> Result<u64, TestError> {
-        let received = self.tcp_exchanges(&[(dst, request)], half_close, timeout, &mut |_, d| on_data(d))?;
+        let received =
+            self.tcp_exchanges(&[(dst, request)], half_close, timeout, &mut |_, d| {
+                on_data(d)
+            })?;
         Ok(received[0])
     }
 
@@ -317,7 +387,12 @@ impl TestClient {
         let mut conns = Vec::with_capacity(exchanges.len());
         for &(dst, _) in exchanges {
             match self.tcp_connect(dst) {
-                Ok(handle) => conns.push(Conn { handle, sent: 0, received: 0, finished: false }),
+                Ok(handle) => conns.push(Conn {
+                    handle,
+                    sent: 0,
+                    received: 0,
+                    finished: false,
+                }),
                 Err(e) => {
                     self.tcp_release(conns.iter().map(|c| c.handle));
                     return Err(e);
@@ -343,7 +418,19 @@ impl TestClient {
                 break Ok(conns.iter().map(|c| c.received).collect());
             }
             if StdInstant::now() >= deadline {
-                for c in &conns { let so = self.sockets.get::<tcp::Socket>(c.handle); eprintln!("DEBUG {:?} sent {} recv {} fin {} rq {} sq {} ep {:?}", so.state(), c.sent, c.received, c.finished, so.recv_queue(), so.send_queue(), so.local_endpoint()); }
+                for c in &conns {
+                    let so = self.sockets.get::<tcp::Socket>(c.handle);
+                    eprintln!(
+                        "DEBUG {:?} sent {} recv {} fin {} rq {} sq {} ep {:?}",
+                        so.state(),
+                        c.sent,
+                        c.received,
+                        c.finished,
+                        so.recv_queue(),
+                        so.send_queue(),
+                        so.local_endpoint()
+                    );
+                }
                 eprintln!("DEBUG counters {:?}", self.link.counters());
                 break Err(TestError::Timeout("the TCP exchange to finish"));
             }
@@ -377,7 +464,12 @@ impl TestClient {
         let all = handles.clone();
         let _ = self.pump_until(Duration::from_millis(500), "the close", |c| {
             all.clone()
-                .all(|h| matches!(c.sockets.get::<tcp::Socket>(h).state(), tcp::State::Closed | tcp::State::TimeWait))
+                .all(|h| {
+                    matches!(
+                        c.sockets.get::<tcp::Socket>(h).state(),
+                        tcp::State::Closed | tcp::State::TimeWait
+                    )
+                })
                 .then_some(())
         });
         for handle in handles {
@@ -421,19 +513,32 @@ impl TestClient {
     }
 
     fn poll_and_flush(&mut self) {
-        self.iface.poll(Instant::now(), &mut self.device, &mut self.sockets);
+        self.iface
+            .poll(Instant::now(), &mut self.device, &mut self.sockets);
         while let Some(packet) = self.device.pop_tx() {
             self.link.send(&self.socket, &packet);
         }
     }
 
     fn receive(&mut self, wait: Duration) {
-        let TestClient { link, socket, receiver, device, echo_replies, .. } = self;
+        let TestClient {
+            link,
+            socket,
+            receiver,
+            device,
+            echo_replies,
+            ..
+        } = self;
         receiver.receive(socket, wait, RECV_BATCH, |from, datagram| {
-            link.receive(socket, from, datagram, &mut |packet| match parse_echo_reply(packet) {
-                Some(reply) => echo_replies.push_back(reply),
-                None => device.push_rx(packet),
-            });
+            link.receive(
+                socket,
+                from,
+                datagram,
+                &mut |packet| match parse_echo_reply(packet) {
+                    Some(reply) => echo_replies.push_back(reply),
+                    None => device.push_rx(packet),
+                },
+            );
         });
     }
 
@@ -454,7 +559,11 @@ impl TestClient {
         let caps = ChecksumCapabilities::default();
         match (dst, self.source_for(dst)) {
             (IpAddr::V4(dst), Some(IpAddr::V4(src))) => {
-                let icmp = Icmpv4Repr::EchoRequest { ident: ICMP_IDENT, seq_no: seq, data };
+                let icmp = Icmpv4Repr::EchoRequest {
+                    ident: ICMP_IDENT,
+                    seq_no: seq,
+                    data,
+                };
                 let ip = Ipv4Repr {
                     src_addr: src,
                     dst_addr: dst,
@@ -464,11 +573,18 @@ impl TestClient {
                 };
                 let mut packet = vec![0u8; ip.buffer_len() + icmp.buffer_len()];
                 ip.emit(&mut Ipv4Packet::new_unchecked(&mut packet[..]), &caps);
-                icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut packet[ip.buffer_len()..]), &caps);
+                icmp.emit(
+                    &mut Icmpv4Packet::new_unchecked(&mut packet[ip.buffer_len()..]),
+                    &caps,
+                );
                 Ok(packet)
             }
             (IpAddr::V6(dst), Some(IpAddr::V6(src))) => {
-                let icmp = Icmpv6Repr::EchoRequest { ident: ICMP_IDENT, seq_no: seq, data };
+                let icmp = Icmpv6Repr::EchoRequest {
+                    ident: ICMP_IDENT,
+                    seq_no: seq,
+                    data,
+                };
                 let ip = Ipv6Repr {
                     src_addr: src,
                     dst_addr: dst,
@@ -478,7 +594,12 @@ impl TestClient {
                 };
                 let mut packet = vec![0u8; ip.buffer_len() + icmp.buffer_len()];
                 ip.emit(&mut Ipv6Packet::new_unchecked(&mut packet[..]));
-                icmp.emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(&mut packet[ip.buffer_len()..]), &caps);
+                icmp.emit(
+                    &src,
+                    &dst,
+                    &mut Icmpv6Packet::new_unchecked(&mut packet[ip.buffer_len()..]),
+                    &caps,
+                );
                 Ok(packet)
             }
             _ => Err(TestError::NoSourceAddress(dst)),
@@ -564,7 +685,9 @@ impl HttpReader {
 
     fn finish(self) -> Result<HttpResponse, TestError> {
         if !self.head_done {
-            return Err(TestError::BadReply("connection closed before the response head ended"));
+            return Err(TestError::BadReply(
+                "connection closed before the response head ended",
+            ));
         }
         let mut response = parse_head(&self.head)?;
         response.body_len = self.body_len;
@@ -592,9 +715,16 @@ fn parse_echo_reply(packet: &[u8]) -> Option<EchoReply> {
             }
             let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
             match Icmpv4Repr::parse(&icmp, &caps).ok()? {
-                Icmpv4Repr::EchoReply { ident, seq_no, data } => {
-                    Some(EchoReply { from: IpAddr::V4(ip_repr.src_addr), ident, seq: seq_no, data: data.to_vec() })
-                }
+                Icmpv4Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                } => Some(EchoReply {
+                    from: IpAddr::V4(ip_repr.src_addr),
+                    ident,
+                    seq: seq_no,
+                    data: data.to_vec(),
+                }),
                 _ => None,
             }
         }
@@ -606,9 +736,16 @@ fn parse_echo_reply(packet: &[u8]) -> Option<EchoReply> {
             }
             let icmp = Icmpv6Packet::new_checked(ip.payload()).ok()?;
             match Icmpv6Repr::parse(&ip_repr.src_addr, &ip_repr.dst_addr, &icmp, &caps).ok()? {
-                Icmpv6Repr::EchoReply { ident, seq_no, data } => {
-                    Some(EchoReply { from: IpAddr::V6(ip_repr.src_addr), ident, seq: seq_no, data: data.to_vec() })
-                }
+                Icmpv6Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                } => Some(EchoReply {
+                    from: IpAddr::V6(ip_repr.src_addr),
+                    ident,
+                    seq: seq_no,
+                    data: data.to_vec(),
+                }),
                 _ => None,
             }
         }
@@ -618,7 +755,8 @@ fn parse_echo_reply(packet: &[u8]) -> Option<EchoReply> {
 
 /// Parse a response head (status line and headers, ending in a blank line).
 fn parse_head(head: &[u8]) -> Result<HttpResponse, TestError> {
-    let text = std::str::from_utf8(head).map_err(|_| TestError::BadReply("response head is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(head).map_err(|_| TestError::BadReply("response head is not UTF-8"))?;
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
@@ -628,11 +766,18 @@ fn parse_head(head: &[u8]) -> Result<HttpResponse, TestError> {
     if !version.starts_with("HTTP/1.") {
         return Err(TestError::BadReply("not an HTTP/1.x response"));
     }
-    let status = code.parse().map_err(|_| TestError::BadReply("malformed status code"))?;
+    let status = code
+        .parse()
+        .map_err(|_| TestError::BadReply("malformed status code"))?;
     let headers = lines
         .filter(|l| !l.is_empty())
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    Ok(HttpResponse { status, headers, body: Vec::new(), body_len: 0 })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+        body_len: 0,
+    })
 }

@@ -20,7 +20,10 @@ pub struct BatchReceiver {
 
 impl BatchReceiver {
     pub fn new() -> BatchReceiver {
-        BatchReceiver { buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(), read_timeout: None }
+        BatchReceiver {
+            buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            read_timeout: None,
+        }
     }
 
     /// Wait up to `wait` (zero: do not wait) for a datagram, then take up to
@@ -76,7 +79,10 @@ impl BatchReceiver {
 
 /// The `io::ErrorKind`s of a read that timed out or found nothing.
 fn is_timeout(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 #[cfg(test)]
@@ -98,12 +104,21 @@ mod tests {
             got.push(d[0]);
         });
         assert_eq!((n, got.clone()), (4, vec![0, 1, 2, 3]));
-        assert_eq!(receiver.receive(&rx, Duration::ZERO, 100, |_, d| got.push(d[0])), 6);
+        assert_eq!(
+            receiver.receive(&rx, Duration::ZERO, 100, |_, d| got.push(d[0])),
+            6
+        );
         assert_eq!(got, (0..10).collect::<Vec<u8>>());
 
         let start = Instant::now();
-        assert_eq!(receiver.receive(&rx, Duration::from_millis(30), 100, |_, _| panic!()), 0);
+        assert_eq!(
+            receiver.receive(&rx, Duration::from_millis(30), 100, |_, _| panic!()),
+            0
+        );
         let waited = start.elapsed();
-        assert!(waited >= Duration::from_millis(25) && waited < Duration::from_secs(1), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(25) && waited < Duration::from_secs(1),
+            "{waited:?}"
+        );
     }
 }

@@ -108,7 +108,10 @@ impl Link {
         );
         Link {
             tunn,
-            path: Path { endpoint, counters: LinkCounters::default() },
+            path: Path {
+                endpoint,
+                counters: LinkCounters::default(),
+            },
             roaming,
             out: vec![0u8; OUT_BUF_LEN].into_boxed_slice(),
         }
@@ -123,11 +126,13 @@ impl Link {
     }
 
     /// Whether a session is established (a handshake completed and has not expired).
+    #[cfg(any(test, feature = "testing"))]
     pub fn has_session(&self) -> bool {
         self.tunn.time_since_last_handshake().is_some()
     }
 
     /// Start a handshake now (the initiator side; the peer only answers).
+    #[cfg(any(test, feature = "testing"))]
     pub fn initiate(&mut self, socket: &UdpSocket) {
         match self.tunn.format_handshake_initiation(&mut self.out, false) {
             TunnResult::WriteToNetwork(packet) => self.path.send(socket, packet),
@@ -140,7 +145,13 @@ impl Link {
     }
 
     /// Handle one datagram from `from`; decrypted IP packets go to `deliver`.
-    pub fn receive(&mut self, socket: &UdpSocket, from: SocketAddr, datagram: &[u8], deliver: &mut dyn FnMut(&[u8])) {
+    pub fn receive(
+        &mut self,
+        socket: &UdpSocket,
+        from: SocketAddr,
+        datagram: &[u8],
+        deliver: &mut dyn FnMut(&[u8]),
+    ) {
         self.path.counters.rx_datagrams += 1;
         self.path.counters.rx_bytes += datagram.len() as u64;
         let Some(&msg_type) = datagram.first() else {
@@ -149,7 +160,10 @@ impl Link {
             return;
         };
         let mut flush_queue = false;
-        match self.tunn.decapsulate(Some(from.ip()), datagram, &mut self.out) {
+        match self
+            .tunn
+            .decapsulate(Some(from.ip()), datagram, &mut self.out)
+        {
             TunnResult::Done => {
                 // A keepalive (authenticated data with no payload) or an
                 // accepted cookie reply; only the former proves who sent it.
@@ -198,7 +212,9 @@ impl Link {
                     break;
                 }
                 // Not produced by the queue flush; delivered rather than lost if it ever is.
-                TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => deliver(packet),
+                TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
+                    deliver(packet)
+                }
             }
         }
     }
@@ -240,8 +256,12 @@ impl Path {
 /// The destination address of an IP packet, if it is long enough to have one.
 pub fn ip_destination(packet: &[u8]) -> Option<IpAddr> {
     match packet.first()? >> 4 {
-        4 => <[u8; 4]>::try_from(packet.get(16..20)?).ok().map(IpAddr::from),
-        6 => <[u8; 16]>::try_from(packet.get(24..40)?).ok().map(IpAddr::from),
+        4 => <[u8; 4]>::try_from(packet.get(16..20)?)
+            .ok()
+            .map(IpAddr::from),
+        6 => <[u8; 16]>::try_from(packet.get(24..40)?)
+            .ok()
+            .map(IpAddr::from),
         _ => None,
     }
 }
@@ -257,9 +277,17 @@ mod tests {
         let a_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         for s in [&a_sock, &b_sock] {
-            s.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
         }
-        let initiator = Link::new(&a_priv, &b_pub, None, None, Some(b_sock.local_addr().unwrap()), false);
+        let initiator = Link::new(
+            &a_priv,
+            &b_pub,
+            None,
+            None,
+            Some(b_sock.local_addr().unwrap()),
+            false,
+        );
         let responder = Link::new(&b_priv, &a_pub, None, None, None, true);
         (initiator, responder, a_sock, b_sock)
     }
@@ -310,7 +338,9 @@ mod tests {
         let (_, mut b, a_sock, b_sock) = pair();
         let from = a_sock.local_addr().unwrap();
         for garbage in [&[][..], &[1, 0, 0, 0][..], &[4u8; 64][..], &[1u8; 148][..]] {
-            b.receive(&b_sock, from, garbage, &mut |_| panic!("nothing to deliver"));
+            b.receive(&b_sock, from, garbage, &mut |_| {
+                panic!("nothing to deliver")
+            });
         }
         assert_eq!(b.endpoint(), None);
         assert_eq!(b.counters().rejected, 4);

@@ -1,0 +1,717 @@
+//! The outer side's socket I/O, batched.
+//!
+//! Datagrams leave in a [`SendBatch`]: the data plane encrypts straight into its
+//! buffer, and consecutive datagrams of one size to one destination form a *run* that
+//! a single `sendmmsg` entry carries as one UDP GSO send (`UDP_SEGMENT`): the kernel
+//! cuts it into datagrams as late as it can — over loopback not at all, the receiving
+//! socket gets the run back whole.  Datagrams arrive in a [`RecvBatch`] filled by one
+//! `recvmmsg`; with `UDP_GRO` on, one message may hold several datagrams of one
+//! sender, all `segment` bytes long but the last, and is cut apart here.
+//!
+//! Neither needs privilege: the host socket came from the CLI, and the kernel lets any
+//! socket owner turn GRO on and send GSO runs (checked unprivileged through a socket
+//! handed into a user namespace).  Where the kernel refuses a GSO send (EIO: the route's
+//! device cannot checksum; EINVAL: a segment larger than the path MTU) the run goes
+//! out datagram by datagram instead, and after an EIO GSO stays off.
+//!
+//! This is the one data-plane module that calls libc directly: rustix has neither
+//! `recvmmsg` nor the UDP GSO/GRO control messages.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The largest UDP payload, and so the size of one receive slot (a GRO message is
+/// never larger either).
+pub const MAX_DATAGRAM: usize = 65535;
+/// Segments one GSO send may carry (the kernel's `UDP_MAX_SEGMENTS` before 6.10).
+pub const MAX_SEGMENTS: usize = 64;
+/// Bytes one GSO send may carry: the UDP length field, less room for IPv6 and UDP
+/// headers.
+pub const MAX_RUN_BYTES: usize = 65535 - 48;
+/// Receive and send buffer asked for; the kernel caps it at `net.core.[rw]mem_max`
+/// (208 KiB on many hosts, and an unprivileged process cannot go beyond that): a
+/// rootless tunnel drains its socket fast instead of counting on a big buffer.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// `UDP_SEGMENT` and `UDP_GRO` from linux/udp.h (not in the libc crate for glibc).
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+/// `sendmmsg`/`recvmmsg` entries per call (on the stack).
+const MMSG_MAX: usize = 64;
+/// Room for one control message carrying an int (CMSG_SPACE(4) is 24 on 64-bit).
+type CmsgBuf = [u64; 4];
+
+/// Datagrams waiting to be sent, encrypted in place into one buffer.
+pub struct SendBatch {
+    buf: Box<[u8]>,
+    end: usize,
+    runs: Vec<Run>,
+}
+
+/// One `sendmmsg` entry: a GSO run (`len > segment`) or a single datagram.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    to: SocketAddr,
+    start: usize,
+    len: usize,
+    segment: usize,
+}
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            to: SocketAddr::from(([0, 0, 0, 0], 0)),
+            start: 0,
+            len: 0,
+            segment: 0,
+        }
+    }
+}
+
+/// Consecutive datagrams to one destination, all `segment` bytes but the last,
+/// which may be shorter (and then ends the run).
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    to: SocketAddr,
+    start: usize,
+    len: usize,
+    segment: usize,
+    count: usize,
+}
+
+impl Run {
+    fn can_take(&self, to: SocketAddr, len: usize) -> bool {
+        self.to == to
+            && len <= self.segment
+            // A shorter datagram ended the run.
+            && self.len == self.count * self.segment
+            && self.count < MAX_SEGMENTS
+            && self.len + len <= MAX_RUN_BYTES
+    }
+}
+
+impl SendBatch {
+    /// A batch of `bytes` bytes, allocated once.
+    pub fn new(bytes: usize) -> SendBatch {
+        SendBatch {
+            buf: vec![0u8; bytes].into_boxed_slice(),
+            end: 0,
+            runs: Vec::with_capacity(MMSG_MAX),
+        }
+    }
+
+    /// Free bytes for the next datagram (0 once the run table is full too).
+    pub fn room(&self) -> usize {
+        if self.runs.len() >= self.runs.capacity() {
+            return 0;
+        }
+        self.buf.len() - self.end
+    }
+
+    /// Where the next datagram goes: write it at the start, then [`commit`](Self::commit).
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[self.end..]
+    }
+
+    /// Take the `len` bytes written at the start of [`space`](Self::space) as a
+    /// datagram to `to`.
+    pub fn commit(&mut self, len: usize, to: SocketAddr) {
+        debug_assert!(self.end + len <= self.buf.len() && len > 0);
+        match self.runs.last_mut() {
+            Some(run) if run.can_take(to, len) => {
+                run.len += len;
+                run.count += 1;
+            }
+            _ => self.runs.push(Run {
+                to,
+                start: self.end,
+                len,
+                segment: len,
+                count: 1,
+            }),
+        }
+        self.end += len;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.runs.clear();
+        self.end = 0;
+    }
+
+    /// Every datagram, one by one (for sockets without GSO, and for fakes).
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.runs.iter().flat_map(move |r| {
+            self.buf[r.start..r.start + r.len]
+                .chunks(r.segment)
+                .map(move |d| (r.to, d))
+        })
+    }
+
+    /// The runs: destination, segment size, bytes.
+    pub fn runs(&self) -> impl Iterator<Item = (SocketAddr, usize, &[u8])> {
+        self.runs
+            .iter()
+            .map(move |r| (r.to, r.segment, &self.buf[r.start..r.start + r.len]))
+    }
+}
+
+/// Datagrams received in one go.
+pub struct RecvBatch {
+    buf: Box<[u8]>,
+    msgs: Vec<Message>,
+    slots: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Message {
+    from: SocketAddr,
+    len: usize,
+    /// Size of each datagram in the message (GRO); equals `len` for a single one.
+    segment: usize,
+}
+
+impl RecvBatch {
+    /// Room for `slots` messages of up to [`MAX_DATAGRAM`] bytes each.
+    pub fn new(slots: usize) -> RecvBatch {
+        RecvBatch {
+            buf: vec![0u8; slots * MAX_DATAGRAM].into_boxed_slice(),
+            msgs: Vec::with_capacity(slots),
+            slots,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.msgs.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.msgs.len() == self.slots
+    }
+
+    /// Add a message by copying (fakes): `data` is one datagram, or several of
+    /// `segment` bytes each but the last. Returns false when the batch is full.
+    pub fn push(&mut self, from: SocketAddr, data: &[u8], segment: usize) -> bool {
+        let i = self.msgs.len();
+        if i == self.slots || data.len() > MAX_DATAGRAM || data.is_empty() {
+            return false;
+        }
+        self.buf[i * MAX_DATAGRAM..i * MAX_DATAGRAM + data.len()].copy_from_slice(data);
+        self.msgs.push(Message {
+            from,
+            len: data.len(),
+            segment: segment.clamp(1, data.len()),
+        });
+        true
+    }
+
+    /// Each message: its sender and its datagrams.
+    pub fn messages(&self) -> impl Iterator<Item = (SocketAddr, std::slice::Chunks<'_, u8>)> {
+        self.msgs.iter().enumerate().map(move |(i, m)| {
+            let start = i * MAX_DATAGRAM;
+            (m.from, self.buf[start..start + m.len].chunks(m.segment))
+        })
+    }
+}
+
+/// The host UDP socket handed over by the CLI, with GRO on and GSO when the kernel
+/// takes it.
+pub struct HostSocket {
+    fd: OwnedFd,
+    ipv6: bool,
+    gso: AtomicBool,
+}
+
+impl HostSocket {
+    /// Tune the socket (bigger buffers as far as allowed, GRO) and wrap it.
+    pub fn new(fd: OwnedFd) -> io::Result<HostSocket> {
+        let local = std::net::UdpSocket::from(fd.try_clone()?).local_addr()?;
+        // Best effort: capped (or refused) by the host's limits, which is fine.
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, SOCKET_BUFFER);
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&fd, SOCKET_BUFFER);
+        // Kernels before 5.0 know no UDP_GRO: then every message is one datagram.
+        let _ = setsockopt_int(&fd, libc::SOL_UDP, UDP_GRO, 1);
+        // Kernels before 4.18 know no UDP_SEGMENT: then runs go datagram by datagram.
+        let gso = getsockopt_int(&fd, libc::SOL_UDP, UDP_SEGMENT).is_ok();
+        Ok(HostSocket {
+            fd,
+            ipv6: local.is_ipv6(),
+            gso: AtomicBool::new(gso),
+        })
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.ipv6
+    }
+
+    /// Block until at least one datagram is queued, then take as many messages as
+    /// `batch` holds without waiting again.
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
+        batch.clear();
+        let n = batch.slots.min(MMSG_MAX);
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let mut names: [libc::sockaddr_in6; MMSG_MAX] = unsafe { zeroed() };
+        let mut cmsgs: [CmsgBuf; MMSG_MAX] = [[0; 4]; MMSG_MAX];
+        // SAFETY: as above; every pointer is filled in before the call.
+        let mut iovs: [libc::iovec; MMSG_MAX] = unsafe { zeroed() };
+        let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { zeroed() };
+        let base = batch.buf.as_mut_ptr();
+        for i in 0..n {
+            // SAFETY: slot i lies inside `batch.buf` (slots * MAX_DATAGRAM bytes).
+            iovs[i].iov_base = unsafe { base.add(i * MAX_DATAGRAM) }.cast();
+            iovs[i].iov_len = MAX_DATAGRAM;
+            let h = &mut msgs[i].msg_hdr;
+            h.msg_name = (&mut names[i] as *mut libc::sockaddr_in6).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = cmsgs[i].as_mut_ptr().cast();
+            h.msg_controllen = size_of::<CmsgBuf>();
+        }
+        let got = loop {
+            // SAFETY: `msgs[..n]` point at live buffers of the sizes given (names,
+            // control buffers, receive slots), all outliving the call.
+            let r = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r >= 0 {
+                break r as usize;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        };
+        for i in 0..got {
+            let h = &msgs[i].msg_hdr;
+            let len = msgs[i].msg_len as usize;
+            if h.msg_flags & libc::MSG_TRUNC != 0 || len == 0 {
+                continue;
+            }
+            // SAFETY: the kernel wrote a sockaddr of `msg_namelen` bytes into names[i].
+            let Some(from) = (unsafe { from_sockaddr(&names[i], h.msg_namelen) }) else {
+                continue;
+            };
+            // SAFETY: the control buffer is ours and `msg_controllen` says how much of
+            // it the kernel filled.
+            let segment = unsafe { gro_segment(h) }.unwrap_or(len);
+            // Messages are kept in slot order so slot i stays message i.
+            batch.msgs.push(Message {
+                from,
+                len,
+                segment: segment.clamp(1, len),
+            });
+            if batch.msgs.len() != i + 1 {
+                // A skipped message left a gap: move this one down into its place.
+                let to = (batch.msgs.len() - 1) * MAX_DATAGRAM;
+                batch
+                    .buf
+                    .copy_within(i * MAX_DATAGRAM..i * MAX_DATAGRAM + len, to);
+            }
+        }
+        Ok(())
+    }
+
+    /// Send every datagram in `batch` (the batch is cleared). A datagram the kernel
+    /// refuses is dropped, like a lost packet: WireGuard's timers and TCP recover.
+    pub fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()> {
+        let gso = self.gso.load(Ordering::Relaxed);
+        // One entry per run with GSO, else one per datagram.
+        let mut entries = batch.runs.iter().flat_map(|r| {
+            let pieces = if gso { 1 } else { r.count };
+            (0..pieces).map(move |p| {
+                if gso {
+                    Entry {
+                        to: r.to,
+                        start: r.start,
+                        len: r.len,
+                        segment: r.segment,
+                    }
+                } else {
+                    let start = r.start + p * r.segment;
+                    let len = r.segment.min(r.start + r.len - start);
+                    Entry {
+                        to: r.to,
+                        start,
+                        len,
+                        segment: len,
+                    }
+                }
+            })
+        });
+        let mut pending = [Entry::default(); MMSG_MAX];
+        let mut n = 0;
+        loop {
+            while n < MMSG_MAX {
+                match entries.next() {
+                    Some(e) => {
+                        pending[n] = e;
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            let done = match self.sendmmsg(&batch.buf, &pending[..n]) {
+                Ok(sent) => sent.max(1),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => {
+                    let first = pending[0];
+                    let errno = e.raw_os_error();
+                    if first.len > first.segment && matches!(errno, Some(libc::EIO | libc::EINVAL))
+                    {
+                        if errno == Some(libc::EIO) {
+                            self.gso.store(false, Ordering::Relaxed);
+                        }
+                        let run = &batch.buf[first.start..first.start + first.len];
+                        for d in run.chunks(first.segment) {
+                            let _ = self.send_to(d, first.to);
+                        }
+                    }
+                    // Anything else (unreachable, no buffer…): this entry is lost.
+                    1
+                }
+            };
+            pending.copy_within(done..n, 0);
+            n -= done;
+        }
+        batch.clear();
+        Ok(())
+    }
+
+    /// One `sendmmsg` of `entries`; returns how many went out.
+    fn sendmmsg(&self, buf: &[u8], entries: &[Entry]) -> io::Result<usize> {
+        let n = entries.len().min(MMSG_MAX);
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let mut names: [libc::sockaddr_in6; MMSG_MAX] = unsafe { zeroed() };
+        let mut cmsgs: [CmsgBuf; MMSG_MAX] = [[0; 4]; MMSG_MAX];
+        // SAFETY: as above; every pointer is filled in before the call.
+        let mut iovs: [libc::iovec; MMSG_MAX] = unsafe { zeroed() };
+        let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { zeroed() };
+        for (i, e) in entries[..n].iter().enumerate() {
+            let namelen = to_sockaddr(e.to, self.ipv6, &mut names[i]);
+            iovs[i].iov_base = buf[e.start..e.start + e.len].as_ptr() as *mut libc::c_void;
+            iovs[i].iov_len = e.len;
+            let h = &mut msgs[i].msg_hdr;
+            h.msg_name = (&mut names[i] as *mut libc::sockaddr_in6).cast();
+            h.msg_namelen = namelen;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            if e.len > e.segment {
+                // SAFETY: the control buffer is ours, outlives the call, and is large
+                // enough and aligned for one cmsghdr carrying a u16.
+                unsafe { set_gso_segment(h, &mut cmsgs[i], e.segment as u16) };
+            }
+        }
+        // SAFETY: `msgs[..n]` point at live names, control buffers and the caller's
+        // datagram bytes, all outliving the call; the kernel only reads them.
+        let r =
+            unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as usize)
+    }
+
+    /// Send one datagram (handshakes, cookies, keepalives from the timers).
+    pub fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
+        // SAFETY: all-zero is a valid sockaddr_in6.
+        let mut name: libc::sockaddr_in6 = unsafe { zeroed() };
+        let namelen = to_sockaddr(to, self.ipv6, &mut name);
+        // SAFETY: the datagram and the address are live for the call.
+        let r = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                datagram.as_ptr().cast(),
+                datagram.len(),
+                0,
+                (&name as *const libc::sockaddr_in6).cast(),
+                namelen,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Write `addr` as the socket's family into `out` (which is big enough for either);
+/// IPv4 becomes v4-mapped on an IPv6 socket. Returns the address length.
+fn to_sockaddr(
+    addr: SocketAddr,
+    ipv6_socket: bool,
+    out: &mut libc::sockaddr_in6,
+) -> libc::socklen_t {
+    let addr = crate::dataplane::socket_form(addr, ipv6_socket);
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_in is smaller than sockaddr_in6 and has no alignment
+            // requirement beyond it.
+            let sin = unsafe { &mut *(out as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            out.sin6_port = a.port().to_be();
+            out.sin6_flowinfo = a.flowinfo();
+            out.sin6_addr.s6_addr = a.ip().octets();
+            out.sin6_scope_id = a.scope_id();
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// # Safety
+/// `name` must hold a socket address of `len` bytes written by the kernel.
+unsafe fn from_sockaddr(name: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
+    match name.sin6_family as libc::c_int {
+        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the kernel wrote a sockaddr_in here.
+            let sin = unsafe { &*(name as *const libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(name.sin6_addr.s6_addr),
+                u16::from_be(name.sin6_port),
+                name.sin6_flowinfo,
+                name.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The UDP_GRO segment size in a received message's control data, if any.
+///
+/// # Safety
+/// `h` must be a msghdr the kernel filled, whose control buffer is still live.
+unsafe fn gro_segment(h: &libc::msghdr) -> Option<usize> {
+    if h.msg_controllen == 0 || h.msg_flags & libc::MSG_CTRUNC != 0 {
+        return None;
+    }
+    // SAFETY: the CMSG_* helpers walk the control buffer within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return usize::try_from(size).ok().filter(|&s| s > 0);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+/// Attach a UDP_SEGMENT control message to `h`.
+///
+/// # Safety
+/// `buf` must stay live (and unmoved) until `h` has been used.
+unsafe fn set_gso_segment(h: &mut libc::msghdr, buf: &mut CmsgBuf, segment: u16) {
+    h.msg_control = buf.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation.
+    h.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+    // SAFETY: the buffer holds CMSG_SPACE(2) bytes, so the first header and its data fit.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(h);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment);
+    }
+}
+
+fn setsockopt_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a live int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn getsockopt_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are live and sized as the kernel expects.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn runs_group_equal_datagrams_to_one_destination() {
+        let mut b = SendBatch::new(1 << 16);
+        let a = addr("10.0.0.1:1");
+        let c = addr("10.0.0.2:1");
+        for (len, to) in [
+            (100, a),
+            (100, a),
+            (60, a),
+            (100, a),
+            (100, c),
+            (100, c),
+            (120, c),
+        ] {
+            b.space()[..len].fill(len as u8);
+            b.commit(len, to);
+        }
+        let runs: Vec<(SocketAddr, usize, usize)> = b
+            .runs()
+            .map(|(to, seg, bytes)| (to, seg, bytes.len()))
+            .collect();
+        // The short 60 ends the first run; a longer datagram starts a new one.
+        assert_eq!(
+            runs,
+            vec![(a, 100, 260), (a, 100, 100), (c, 100, 200), (c, 120, 120)]
+        );
+        let sizes: Vec<usize> = b.datagrams().map(|(_, d)| d.len()).collect();
+        assert_eq!(sizes, vec![100, 100, 60, 100, 100, 100, 120]);
+        assert!(b
+            .datagrams()
+            .all(|(_, d)| d.iter().all(|&x| x as usize == d.len())));
+        b.clear();
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn runs_respect_segment_and_byte_limits() {
+        let mut b = SendBatch::new(1 << 20);
+        let a = addr("[::1]:1");
+        for _ in 0..(MAX_SEGMENTS + 1) {
+            b.commit(100, a);
+        }
+        assert_eq!(b.runs().count(), 2);
+        b.clear();
+        for _ in 0..50 {
+            b.commit(1452, a);
+        }
+        let runs: Vec<usize> = b.runs().map(|(_, _, bytes)| bytes.len()).collect();
+        assert!(runs.iter().all(|&l| l <= MAX_RUN_BYTES), "{runs:?}");
+        assert_eq!(runs.iter().sum::<usize>(), 50 * 1452);
+    }
+
+    fn host_socket(bind: &str) -> (HostSocket, SocketAddr) {
+        let s = UdpSocket::bind(bind).unwrap();
+        let local = s.local_addr().unwrap();
+        (HostSocket::new(OwnedFd::from(s)).unwrap(), local)
+    }
+
+    /// A GSO send over loopback arrives whole (GRO) or datagram by datagram; either
+    /// way the receive batch hands back exactly the datagrams sent, in order.
+    #[test]
+    fn gso_runs_cross_loopback_intact() {
+        for (bind, v6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
+            let Ok(probe) = UdpSocket::bind(bind) else {
+                continue; // no IPv6 on this host
+            };
+            drop(probe);
+            let (tx, _) = host_socket(bind);
+            let (rx, rx_addr) = host_socket(bind);
+            assert_eq!(tx.is_ipv6(), v6);
+            let mut batch = SendBatch::new(1 << 18);
+            let mut sent = Vec::new();
+            for i in 0..100u32 {
+                let len = if i == 99 { 700 } else { 1452 };
+                let d: Vec<u8> = (0..len).map(|j| (i as usize * 7 + j) as u8).collect();
+                batch.space()[..len].copy_from_slice(&d);
+                batch.commit(len, rx_addr);
+                sent.push(d);
+            }
+            tx.send_batch(&mut batch).unwrap();
+            assert!(batch.is_empty());
+            let mut got = Vec::new();
+            let mut rb = RecvBatch::new(8);
+            while got.len() < sent.len() {
+                rx.recv_batch(&mut rb).unwrap();
+                for (from, datagrams) in rb.messages() {
+                    assert_eq!(from.port(), {
+                        let l = std::net::UdpSocket::from(tx.fd.try_clone().unwrap());
+                        l.local_addr().unwrap().port()
+                    });
+                    got.extend(datagrams.map(<[u8]>::to_vec));
+                }
+            }
+            assert_eq!(got, sent, "{bind}");
+        }
+    }
+
+    #[test]
+    fn single_sends_and_batch_push() {
+        let (tx, _) = host_socket("127.0.0.1:0");
+        let (rx, rx_addr) = host_socket("127.0.0.1:0");
+        tx.send_to(b"hello", rx_addr).unwrap();
+        let mut rb = RecvBatch::new(2);
+        rx.recv_batch(&mut rb).unwrap();
+        let got: Vec<Vec<u8>> = rb
+            .messages()
+            .flat_map(|(_, d)| d.map(<[u8]>::to_vec))
+            .collect();
+        assert_eq!(got, vec![b"hello".to_vec()]);
+
+        let mut rb = RecvBatch::new(1);
+        assert!(rb.push(rx_addr, b"aabbc", 2));
+        assert!(rb.is_full());
+        assert!(!rb.push(rx_addr, b"x", 1));
+        let got: Vec<&[u8]> = rb.messages().flat_map(|(_, d)| d).collect();
+        assert_eq!(got, vec![&b"aa"[..], b"bb", b"c"]);
+    }
+}
