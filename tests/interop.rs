@@ -12,6 +12,7 @@ mod interop_support;
 use common::*;
 use interop_support::services::{self, GREETING};
 use interop_support::*;
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// Size of a WireGuard keepalive on the wire (header and tag around an empty packet),
@@ -506,6 +507,93 @@ fn wrong_peer_public_key_in_the_profile_gets_no_session() {
     profile.peer_public_key = Keys::generate().public;
     rig.write_profile(&profile);
     assert_no_session(&rig);
+}
+
+/// How far wg-wrap's byte counters may stray from wireguard-go's: one WireGuard message
+/// accounted differently (a handshake initiation, 148 bytes, is the largest control
+/// message). Both are expected to count what `wg show transfer` counts: UDP payload
+/// bytes exchanged with the peer, handshakes and keepalives included.
+const ACCOUNTING_SLACK: u64 = 148;
+
+#[test]
+fn status_json_counters_agree_with_the_peer() {
+    const KEEPALIVE: u64 = 25;
+    let rig = Rig::new();
+    rig.configure_server(&rig.server_peer());
+    let mut profile = rig.client_profile();
+    profile.persistent_keepalive = Some(KEEPALIVE as u16);
+    rig.write_profile(&profile);
+    rig.up();
+    rig.wait_handshake();
+    check_ping(&rig, SERVER_TUNNEL_V4);
+    check_greeting(&rig, SERVER_TUNNEL_V4);
+
+    // Compare only a quiet session: the peer's counters unchanged across the read.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (peer, status_text) = loop {
+        let before = rig.client_on_server();
+        std::thread::sleep(Duration::from_millis(500));
+        let out = rig.client.run(rig.client.wg_wrap(&["status", "--json"]));
+        rig.record("wg-wrap status --json", &out);
+        rig.check(out.status.success(), "wg-wrap status --json");
+        let after = rig.client_on_server();
+        if (before.rx, before.tx) == (after.rx, after.tx) {
+            break (after, stdout(&out));
+        }
+        rig.check(
+            Instant::now() < deadline,
+            "the session never went quiet for a counter comparison",
+        );
+    };
+    let doc: Value = serde_json::from_str(&status_text)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{status_text}"));
+    let ours = doc["profiles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == PROFILE);
+    rig.check(
+        ours.is_some(),
+        &format!("status lists profile {PROFILE}:\n{status_text}"),
+    );
+    let ours = ours.unwrap()["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["public_key"] == rig.server_keys.public.as_str());
+    rig.check(
+        ours.is_some(),
+        &format!("status lists the peer:\n{status_text}"),
+    );
+    let ours = ours.unwrap();
+    let field = |name: &str| ours[name].as_u64();
+    rig.check(
+        ours["endpoint"] == format!("{SERVER_OUTER_V4}:{SERVER_PORT}").as_str(),
+        &format!("status shows the peer's endpoint:\n{status_text}"),
+    );
+    rig.check(
+        ours["latest_handshake_secs_ago"]
+            .as_f64()
+            .is_some_and(|s| (0.0..60.0).contains(&s)),
+        &format!("status shows a recent handshake:\n{status_text}"),
+    );
+    rig.check(
+        field("persistent_keepalive") == Some(KEEPALIVE),
+        &format!("status shows PersistentKeepalive {KEEPALIVE}:\n{status_text}"),
+    );
+    let (rx, tx) = (field("rx_bytes"), field("tx_bytes"));
+    let close = |ours: Option<u64>, theirs: u64| {
+        ours.is_some_and(|o| o.abs_diff(theirs) <= ACCOUNTING_SLACK)
+    };
+    rig.check(
+        close(rx, peer.tx) && close(tx, peer.rx),
+        &format!(
+            "wg-wrap counted rx {rx:?} / tx {tx:?}, the peer sent {} / received {} \
+             (allowed difference {ACCOUNTING_SLACK} bytes):\n{status_text}",
+            peer.tx, peer.rx
+        ),
+    );
+    rig.down();
 }
 
 // boringtun-cli is not run (wireguard-go only for now). `cargo install boringtun-cli

@@ -294,6 +294,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                 TunnResult::WriteToNetwork(d) => {
                     let len = d.len();
                     batch.commit(len, to);
+                    set.peer(i).sent(len);
                 }
                 // Queued behind a handshake already under way.
                 TunnResult::Done => {}
@@ -354,6 +355,9 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                         continue;
                     };
                     let res = tunn.decapsulate(Some(from.ip()), datagram, stage.space());
+                    if !matches!(res, TunnResult::Err(_)) {
+                        set.peer(*i).received(datagram.len());
+                    }
                     match res {
                         TunnResult::WriteToTunnelV4(p, src) => {
                             let len = p.len();
@@ -371,6 +375,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                         TunnResult::Err(_) => {}
                         // Data never produces a reply; sent anyway rather than lost.
                         TunnResult::WriteToNetwork(d) => {
+                            set.peer(*i).sent(d.len());
                             let _ = self.udp.send_to(d, from);
                         }
                     }

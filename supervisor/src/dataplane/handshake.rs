@@ -36,6 +36,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             if let TunnResult::WriteToNetwork(d) =
                 lock(&peer.tunn).format_handshake_initiation(&mut out, true)
             {
+                peer.sent(d.len());
                 let _ = self.udp.send_to(d, to);
             }
         }
@@ -57,6 +58,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             if let TunnResult::WriteToNetwork(d) = tunn.format_handshake_initiation(&mut out, false)
             {
                 // A lost initiation is retried by the timers.
+                peer.sent(d.len());
                 let _ = self.udp.send_to(d, to);
             }
         }
@@ -100,6 +102,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         if matches!(res, TunnResult::Err(_)) {
             return;
         }
+        peer.received(datagram.len());
         if datagram.first() != Some(&MSG_COOKIE_REPLY) {
             // An authenticated handshake: follow the peer to wherever it now is.
             *lock(&peer.endpoint) = Some(from);
@@ -108,6 +111,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         loop {
             match res {
                 TunnResult::WriteToNetwork(d) => {
+                    peer.sent(d.len());
                     let _ = self.udp.send_to(d, from);
                 }
                 TunnResult::Done | TunnResult::Err(_) => return,
@@ -132,6 +136,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         match tunn.update_timers(&mut out) {
             TunnResult::WriteToNetwork(d) => {
                 if let Some(to) = *lock(&peer.endpoint) {
+                    peer.sent(d.len());
                     let _ = self.udp.send_to(d, to);
                 }
             }

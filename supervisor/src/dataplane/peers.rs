@@ -7,7 +7,7 @@ use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,20 @@ pub(super) struct Peer {
     pub(super) index: u32,
     pub(super) tunn: Mutex<Tunn>,
     pub(super) endpoint: Mutex<Option<SocketAddr>>,
+    /// Bytes of WireGuard messages sent to and authenticated from this peer, handshakes
+    /// and keepalives included — what `wg show transfer` counts (boringtun's own
+    /// counters are plaintext bytes).
+    pub(super) wire_tx: AtomicU64,
+    pub(super) wire_rx: AtomicU64,
+}
+
+impl Peer {
+    pub(super) fn sent(&self, bytes: usize) {
+        self.wire_tx.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    pub(super) fn received(&self, bytes: usize) {
+        self.wire_rx.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
 }
 
 /// Everything a reload may replace, swapped as one unit.
@@ -163,6 +177,8 @@ impl PeerSet {
                             Some(unlimited.clone()),
                         )),
                         endpoint: Mutex::new(p.endpoint.map(|e| socket_form(e, v6))),
+                        wire_tx: AtomicU64::new(0),
+                        wire_rx: AtomicU64::new(0),
                     })
                 }
             };
@@ -191,15 +207,19 @@ impl PeerSet {
         self.peers
             .iter()
             .map(|(p, allowed)| {
-                let (last_handshake, tx, rx, _, _) = lock(&p.tunn).stats();
+                let (last_handshake, _, _, _, _) = lock(&p.tunn).stats();
+                let (tx, rx) = (
+                    p.wire_tx.load(Ordering::Relaxed),
+                    p.wire_rx.load(Ordering::Relaxed),
+                );
                 PeerStats {
                     public_key: p.public_key,
                     endpoint: lock(&p.endpoint).map(canonical),
                     allowed_ips: allowed.clone(),
                     persistent_keepalive: p.persistent_keepalive,
                     last_handshake,
-                    tx_bytes: tx as u64,
-                    rx_bytes: rx as u64,
+                    tx_bytes: tx,
+                    rx_bytes: rx,
                 }
             })
             .collect()
