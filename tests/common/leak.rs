@@ -65,27 +65,7 @@ impl Sandbox {
         program: &str,
         args: &[S],
     ) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.netns_path()))
-            .arg(format!("--mount={mnt}"))
-            .arg(format!("--wdns={}", self.home.display()))
-            .arg("--")
-            .arg("setpriv")
-            .arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .arg("--clear-groups")
-            .arg("--")
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-            .env("HOME", &self.home)
-            .env("WG_WRAP_CONFIG_DIR", &self.config_dir)
-            .env("WG_WRAP_RUNTIME_DIR", &self.runtime_dir)
-            .env("WG_WRAP_TEST_ID", &self.id)
-            .current_dir(&self.home)
-            .stdin(Stdio::null());
-        cmd
+        self.user_command(Some(mnt), program, args)
     }
 
     /// Like [`Sandbox::command_in_mount_ns`] but as root, with only the marker and

@@ -194,9 +194,24 @@ impl Sandbox {
 
     /// A command running inside the sandbox namespace as the test user.
     pub fn command<S: AsRef<OsStr>>(&self, program: &str, args: &[S]) -> Command {
+        self.user_command(None, program, args)
+    }
+
+    /// [`Sandbox::command`], also in the mount namespace `mnt` (a `/proc/PID/ns/mnt`
+    /// path) when given; the working directory is the test user's home either way.
+    pub fn user_command<S: AsRef<OsStr>>(
+        &self,
+        mnt: Option<&str>,
+        program: &str,
+        args: &[S],
+    ) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.netns_path()))
-            .arg("--")
+        cmd.arg(format!("--net={}", self.netns_path()));
+        if let Some(mnt) = mnt {
+            cmd.arg(format!("--mount={mnt}"))
+                .arg(format!("--wdns={}", self.home.display()));
+        }
+        cmd.arg("--")
             .arg("setpriv")
             .arg(format!("--reuid={}", self.uid))
             .arg(format!("--regid={}", self.gid))
