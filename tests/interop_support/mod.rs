@@ -1,11 +1,12 @@
-//! The interop rig: wg-wrap against a WireGuard implementation no one here wrote.
+//! The interop rig: wg-wrap against a WireGuard implementation no one here wrote,
+//! wireguard-go or boringtun-cli ([`Implementation`]).
 //!
 //! Topology, built per test and torn down on drop (also after a failed assertion):
 //!
 //! ```text
 //!  client netns (common::Sandbox)                server netns (ServerNs)
 //!  ┌──────────────────────────────┐              ┌─────────────────────────────────┐
-//!  │ wg-wrap, as user wgwrap-test │              │ wireguard-go, interface wgpeer  │
+//!  │ wg-wrap, as user wgwrap-test │              │ the peer, interface wgpeer      │
 //!  │  └ private user+mount+net ns │              │   10.99.0.1/24  fd99::1/64      │
 //!  │     wg0 10.99.0.2 fd99::2    │              │ services (threads of this test) │
 //!  │ vc 192.0.2.2/24              │══ veth ══════│ vs 192.0.2.1/24                 │
@@ -17,7 +18,7 @@
 //! Stages, in order: the client sandbox and the server namespaces (each held by a
 //! `sleep` started with `unshare`, nothing named); the veth pair, created in the server
 //! namespace with its peer end moved straight into the client's by PID; outer
-//! addresses (TEST-NET-1, TEST-NET-2, 2001:db8::/32, without DAD); wireguard-go in the
+//! addresses (TEST-NET-1, TEST-NET-2, 2001:db8::/32, without DAD); the peer in the
 //! server's network namespace and in a mount namespace of its own whose tmpfs
 //! `/var/run/wireguard` holds its UAPI socket (`ip netns exec` would share that
 //! directory between all tests); its key and peer set with `wg setconf`/`wg set` run in
@@ -25,7 +26,7 @@
 //! addresses. The test then writes the client profile and drives `wg-wrap` as the
 //! unprivileged user.
 //!
-//! The holders and wireguard-go carry `PR_SET_PDEATHSIG` (via `setpriv --pdeathsig`),
+//! The holders and the peer carry `PR_SET_PDEATHSIG` (via `setpriv --pdeathsig`),
 //! so even a test binary killed outright leaves neither processes nor namespaces: the
 //! signal follows the test thread that started them, which is also the thread that
 //! owns (and drops) them.
@@ -264,8 +265,58 @@ pub struct PeerState {
     pub tx: u64,
 }
 
-/// wireguard-go running in the server namespace.
-pub struct WireguardGo {
+/// The WireGuard implementations wg-wrap is tested against. Both are driven through
+/// the same UAPI with the stock `wg` tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Implementation {
+    /// Debian's wireguard-go, the Go reference implementation.
+    WireguardGo,
+    /// Cloudflare's boringtun-cli from crates.io (`.ci/setup` builds it). It shares
+    /// wg-wrap's Noise and timer code (the boringtun crate) but not its device, socket,
+    /// roaming or UAPI code.
+    BoringtunCli,
+}
+
+impl Implementation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::WireguardGo => "wireguard-go",
+            Implementation::BoringtunCli => "boringtun-cli",
+        }
+    }
+
+    /// The command line that runs it in the foreground, logging to stdout/stderr.
+    fn argv(self, ifname: &str) -> Vec<String> {
+        let args: &[&str] = match self {
+            Implementation::WireguardGo => &["wireguard-go", "-f"],
+            // As root it would otherwise switch to $SUDO_UID's user and lose its UAPI
+            // socket's directory.
+            Implementation::BoringtunCli => &[
+                "boringtun-cli",
+                "--foreground",
+                "--disable-drop-privileges",
+                "--verbosity",
+                "info",
+            ],
+        };
+        let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        argv.push(ifname.to_owned());
+        argv
+    }
+
+    /// What its `wg show transfer` counts. wireguard-go (like the kernel) counts
+    /// WireGuard messages on the wire: handshakes, keepalives and each data message's
+    /// 32 bytes of header and tag plus padding. boringtun counts only the plaintext IP
+    /// packets it encrypted or decrypted (`Tunn::encapsulate`/`decapsulate`), so
+    /// keepalives and handshakes leave its counters where they were.
+    pub fn counts_wire_bytes(self) -> bool {
+        self == Implementation::WireguardGo
+    }
+}
+
+/// The real peer, running in the server namespace.
+pub struct RealPeer {
+    pub implementation: Implementation,
     child: Child,
     pub ifname: String,
     /// `nsenter` arguments that enter the server's namespaces.
@@ -273,25 +324,28 @@ pub struct WireguardGo {
     log: PathBuf,
 }
 
-impl WireguardGo {
-    pub fn start(ns: &ServerNs, log: PathBuf) -> WireguardGo {
+impl RealPeer {
+    pub fn start(implementation: Implementation, ns: &ServerNs, log: PathBuf) -> RealPeer {
         // The server namespace has its own WG_RUN_DIR, so one name fits all tests.
         let ifname = "wgpeer".to_owned();
         let logfile = std::fs::File::create(&log).unwrap();
         let enter = ns.nsenter_args();
-        // PR_SET_PDEATHSIG survives nsenter's exec of wireguard-go.
+        // PR_SET_PDEATHSIG survives nsenter's exec of the peer.
         let mut cmd = Command::new("setpriv");
         cmd.args(["--pdeathsig", "KILL", "--", "nsenter"])
             .args(&enter)
-            .args(["--", "wireguard-go", "-f", &ifname]);
+            .arg("--")
+            .args(implementation.argv(&ifname));
+        let name = implementation.name();
         let child = cmd
             .env("LOG_LEVEL", "verbose")
             .stdin(Stdio::null())
             .stdout(logfile.try_clone().unwrap())
             .stderr(logfile)
             .spawn()
-            .expect("start wireguard-go (install it: sudo .ci/setup)");
-        let mut wg = WireguardGo {
+            .unwrap_or_else(|e| panic!("start {name}: {e} (install it: sudo .ci/setup)"));
+        let mut wg = RealPeer {
+            implementation,
             child,
             ifname,
             enter,
@@ -301,7 +355,7 @@ impl WireguardGo {
         loop {
             if let Ok(Some(status)) = wg.child.try_wait() {
                 panic!(
-                    "wireguard-go exited at start ({status}):\n{}",
+                    "{name} exited at start ({status}; is it installed? sudo .ci/setup):\n{}",
                     wg.log_tail()
                 );
             }
@@ -310,11 +364,15 @@ impl WireguardGo {
             }
             assert!(
                 Instant::now() < deadline,
-                "wireguard-go did not open its UAPI socket within 10 s:\n{}",
+                "{name} did not open its UAPI socket within 10 s:\n{}",
                 wg.log_tail()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.implementation.name()
     }
 
     /// `wg` run inside the server's namespaces (where its UAPI socket is).
@@ -394,10 +452,10 @@ impl WireguardGo {
         self.peers()
             .into_iter()
             .find(|p| p.public_key == public_key)
-            .unwrap_or_else(|| panic!("wireguard-go has no peer {public_key}:\n{}", self.show()))
+            .unwrap_or_else(|| panic!("{} has no peer {public_key}:\n{}", self.name(), self.show()))
     }
 
-    /// The last lines of wireguard-go's verbose log.
+    /// The last lines of the peer's log.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -405,9 +463,9 @@ impl WireguardGo {
     }
 }
 
-impl Drop for WireguardGo {
+impl Drop for RealPeer {
     fn drop(&mut self) {
-        // TERM first: wireguard-go then closes its interface and UAPI socket.
+        // TERM first: the peer then closes its interface and UAPI socket.
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -419,12 +477,14 @@ impl Drop for WireguardGo {
     }
 }
 
-/// How wireguard-go knows wg-wrap.
+/// How the peer knows wg-wrap.
 #[derive(Clone)]
 pub struct ServerPeer {
     pub public_key: String,
     pub preshared_key: Option<String>,
     pub allowed_ips: String,
+    /// Where to dial wg-wrap (only when wg-wrap listens).
+    pub endpoint: Option<String>,
 }
 
 /// wg-wrap's profile.
@@ -466,11 +526,11 @@ impl ClientProfile {
 }
 
 /// The whole topology. Fields drop in order: wg-wrap's processes first, then the
-/// services, wireguard-go and finally the server namespace.
+/// services, the peer and finally the server namespace.
 pub struct Rig {
     pub client: Sandbox,
     pub services: Services,
-    pub wg: WireguardGo,
+    pub wg: RealPeer,
     pub server: ServerNs,
     pub server_keys: Keys,
     pub client_keys: Keys,
@@ -481,9 +541,9 @@ pub struct Rig {
 pub const PROFILE: &str = "interop";
 
 impl Rig {
-    /// Topology, wireguard-go and services up; wireguard-go has its key and listen port
-    /// but no peer yet ([`Rig::configure_server`]), and no profile is written.
-    pub fn new() -> Rig {
+    /// Topology, the peer and services up; the peer has its key and listen port but no
+    /// peer yet ([`Rig::configure_server`]), and no profile is written.
+    pub fn new(implementation: Implementation) -> Rig {
         let client = Sandbox::new();
         let server = ServerNs::new();
         ip_batch(
@@ -513,8 +573,8 @@ impl Rig {
             "client outer network",
         );
 
-        let log = client.root.join("wireguard-go.log");
-        let wg = WireguardGo::start(&server, log);
+        let log = client.root.join(format!("{}.log", implementation.name()));
+        let wg = RealPeer::start(implementation, &server, log);
         let server_keys = Keys::generate();
         let client_keys = Keys::generate();
         wg.setconf(&format!(
@@ -529,7 +589,7 @@ impl Rig {
                  link set {ifname} up\n",
                 ifname = wg.ifname
             ),
-            "wireguard-go's tunnel addresses",
+            "the peer's tunnel addresses",
         );
 
         let services = server.within(|| {
@@ -561,16 +621,19 @@ impl Rig {
         }
     }
 
-    /// The happy-path peer entry for wireguard-go.
+    /// The happy-path peer entry for the peer.
     pub fn server_peer(&self) -> ServerPeer {
         ServerPeer {
             public_key: self.client_keys.public.clone(),
             preshared_key: None,
             allowed_ips: format!("{CLIENT_TUNNEL_V4}/32, {CLIENT_TUNNEL_V6}/128"),
+            endpoint: None,
         }
     }
 
-    /// Give wireguard-go its one peer (`wg setconf` replaces the whole configuration).
+    /// Give the peer its one peer (`wg setconf` replaces the whole configuration). The
+    /// endpoint goes in here too: boringtun's UAPI refuses `wg set … endpoint` (it does
+    /// not know the `update_only` key that `wg set` sends).
     pub fn configure_server(&self, peer: &ServerPeer) {
         let mut conf = format!(
             "[Interface]\nPrivateKey = {}\nListenPort = {SERVER_PORT}\n\n[Peer]\nPublicKey = {}\nAllowedIPs = {}\n",
@@ -578,6 +641,9 @@ impl Rig {
         );
         if let Some(psk) = &peer.preshared_key {
             writeln!(conf, "PresharedKey = {psk}").unwrap();
+        }
+        if let Some(endpoint) = &peer.endpoint {
+            writeln!(conf, "Endpoint = {endpoint}").unwrap();
         }
         self.wg.setconf(&conf);
     }
@@ -601,8 +667,8 @@ impl Rig {
     }
 
     /// Both sides configured for the happy path.
-    pub fn happy() -> Rig {
-        let rig = Rig::new();
+    pub fn happy(implementation: Implementation) -> Rig {
+        let rig = Rig::new(implementation);
         rig.configure_server(&rig.server_peer());
         rig.write_profile(&rig.client_profile());
         rig
@@ -677,8 +743,8 @@ impl Rig {
             .collect();
         format!(
             "--- last wg-wrap command\n{}\n\
-             --- peer: wg show {} (wireguard-go)\n{}\n\
-             --- wireguard-go log (last lines)\n{}\n\
+             --- peer: wg show {} ({})\n{}\n\
+             --- {} log (last lines)\n{}\n\
              --- wg-wrap status {PROFILE}\n{}\
              --- wg-wrap supervisor.log\n{}\n\
              --- wg-wrap's processes (pid comm state)\n{}\
@@ -687,7 +753,9 @@ impl Rig {
              --- server services\n{}\n",
             self.last.borrow(),
             self.wg.ifname,
+            self.wg.name(),
             self.wg.show(),
+            self.wg.name(),
             self.wg.log_tail(),
             capture(self.client.wg_wrap(&["status", PROFILE])),
             self.client.supervisor_log(PROFILE),
@@ -720,7 +788,9 @@ impl Rig {
         self.wg.peer(&self.client_keys.public)
     }
 
-    /// Wait until wireguard-go reports a completed handshake with wg-wrap.
+    /// Wait until the peer reports a completed handshake with wg-wrap. (boringtun's
+    /// UAPI reports the time *since* the handshake where `wg` expects a Unix time, so
+    /// its `latest-handshake` reads 0 for the first second.)
     pub fn wait_handshake(&self) -> PeerState {
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         loop {
@@ -730,11 +800,52 @@ impl Rig {
             }
             if Instant::now() >= deadline {
                 self.fail(&format!(
-                    "no handshake at wireguard-go within {HANDSHAKE_TIMEOUT:?}"
+                    "no handshake at {} within {HANDSHAKE_TIMEOUT:?}",
+                    self.wg.name()
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// UDP datagrams (received, sent) by sockets in the server namespace, IPv4 and IPv6
+    /// together (`/proc/net/snmp` and `snmp6` describe the reader's network namespace;
+    /// a datagram counts as received when it is read). Outside the UDP echo service,
+    /// only the peer's WireGuard sockets use UDP there.
+    pub fn server_udp_datagrams(&self) -> (u64, u64) {
+        let out = must(
+            self.server
+                .command("cat", &["/proc/net/snmp", "/proc/net/snmp6"]),
+            "read the server's UDP counters",
+        );
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        let v4 = lines
+            .windows(2)
+            .find(|w| w[0].starts_with("Udp: ") && w[1].starts_with("Udp: "))
+            .map(|w| {
+                let names = w[0].split_whitespace();
+                let values = w[1].split_whitespace();
+                names.zip(values).collect::<Vec<_>>()
+            })
+            .expect("Udp lines in /proc/net/snmp");
+        let field = |v4_name: &str, v6_name: &str| -> u64 {
+            let a: u64 = v4
+                .iter()
+                .find(|(n, _)| *n == v4_name)
+                .and_then(|(_, v)| v.parse().ok())
+                .expect("a Udp counter in /proc/net/snmp");
+            let b: u64 = lines
+                .iter()
+                .find_map(|l| l.strip_prefix(v6_name))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("a Udp6 counter in /proc/net/snmp6");
+            a + b
+        };
+        (
+            field("InDatagrams", "Udp6InDatagrams"),
+            field("OutDatagrams", "Udp6OutDatagrams"),
+        )
     }
 
     /// The UDP port wg-wrap's host socket is bound to in the client namespace.

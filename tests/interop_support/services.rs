@@ -1,6 +1,6 @@
 //! What the client reaches through the tunnel: an HTTP server and a UDP echo, run as
 //! threads of the test process on sockets bound inside the server namespace to the
-//! server's tunnel addresses (so only packets that came out of wireguard-go reach them).
+//! server's tunnel addresses (so only packets that came out of the real peer reach them).
 //!
 //! HTTP (one request per connection, `Connection: close`):
 //! - `GET /hello` -> [`GREETING`];
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub const GREETING: &str = "hello from wireguard-go's side\n";
+pub const GREETING: &str = "hello from the real peer's side\n";
 pub const HTTP_PORT: u16 = 80;
 pub const ECHO_PORT: u16 = 7;
 pub const SLOW_PACE: Duration = Duration::from_millis(15);

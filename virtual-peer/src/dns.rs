@@ -223,7 +223,7 @@ pub struct Answer {
     pub addrs: Vec<IpAddr>,
 }
 
-/// Parse a reply produced by [`respond`] (answers use name pointers).
+/// Parse a reply as this server produces it (answers point at the question name).
 #[cfg(any(test, feature = "testing"))]
 pub fn parse_reply(reply: &[u8]) -> Option<Answer> {
     let id = u16::from_be_bytes([*reply.first()?, *reply.get(1)?]);

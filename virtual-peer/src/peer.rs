@@ -20,12 +20,11 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use rand_core::{OsRng, RngCore};
 use smoltcp::iface::{Config, Interface, SocketSet};
-use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use crate::config::PeerConfig;
 use crate::dns::NameTable;
-use crate::phy::QueueDevice;
+use crate::phy::{stack_now, QueueDevice};
 use crate::services::Services;
 use crate::udp::BatchReceiver;
 use crate::wg::{ip_destination, Link, LinkCounters};
@@ -166,7 +165,7 @@ impl EventLoop {
         let mut device = QueueDevice::new();
         let mut iface_config = Config::new(HardwareAddress::Ip);
         iface_config.random_seed = OsRng.next_u64();
-        let mut iface = Interface::new(iface_config, &mut device, Instant::now());
+        let mut iface = Interface::new(iface_config, &mut device, stack_now());
         iface.update_ip_addrs(|addrs| {
             // Capacity is smoltcp's default of two addresses: one per family.
             if let Some((a, prefix)) = config.tunnel_v4 {
@@ -209,7 +208,7 @@ impl EventLoop {
             let wait = self.wait_budget(next_tick);
             self.receive(wait);
 
-            let now = Instant::now();
+            let now = stack_now();
             self.iface.poll(now, &mut self.device, &mut self.sockets);
             self.services.run(&mut self.sockets);
             self.iface.poll(now, &mut self.device, &mut self.sockets);
@@ -227,14 +226,13 @@ impl EventLoop {
                 published = stats;
             }
         }
-        self.services.debug_states(&self.sockets);
         log::info!("virtual peer stopped");
     }
 
     /// How long the next receive may block.
     fn wait_budget(&mut self, next_tick: StdInstant) -> StdDuration {
         let mut wait = STOP_CHECK.min(next_tick.saturating_duration_since(StdInstant::now()));
-        if let Some(delay) = self.iface.poll_delay(Instant::now(), &self.sockets) {
+        if let Some(delay) = self.iface.poll_delay(stack_now(), &self.sockets) {
             wait = wait.min(StdDuration::from_micros(delay.total_micros()));
         }
         wait

@@ -17,6 +17,12 @@ pub const TUNNEL_MTU: usize = 1420;
 /// so memory stays bounded however large the TCP windows are.
 const TX_QUEUE_LIMIT: usize = 1024;
 
+/// The stack's clock. smoltcp's own `Instant::now()` reads the wall clock
+/// (`SystemTime`), which NTP may step; TCP timers want a monotonic one.
+pub fn stack_now() -> Instant {
+    Instant::from(std::time::Instant::now())
+}
+
 #[derive(Debug, Default)]
 pub struct QueueDevice {
     rx: VecDeque<Vec<u8>>,

@@ -97,35 +97,6 @@ impl Services {
     }
 }
 
-impl Services {
-    pub fn debug_states(&self, sockets: &SocketSet<'_>) {
-        for (h, c) in &self.http {
-            let so = sockets.get::<tcp::Socket>(*h);
-            eprintln!(
-                "PEERDEBUG {:?} sq {} rq {} done {} remote {:?} timeout {:?}",
-                so.state(),
-                so.send_queue(),
-                so.recv_queue(),
-                c.done(),
-                so.remote_endpoint(),
-                so.timeout()
-            );
-        }
-        for h in &self.echo {
-            let so = sockets.get::<tcp::Socket>(*h);
-            eprintln!(
-                "PEERDEBUG echo {:?} sq {} rq {} remote {:?} cansend {} canrecv {}",
-                so.state(),
-                so.send_queue(),
-                so.recv_queue(),
-                so.remote_endpoint(),
-                so.can_send(),
-                so.can_recv()
-            );
-        }
-    }
-}
-
 fn tcp_socket(rx_len: usize, nagle: bool, port: u16) -> tcp::Socket<'static> {
     let mut socket = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0u8; rx_len]),
@@ -150,6 +121,17 @@ fn udp_socket(port: u16) -> udp::Socket<'static> {
     let _ = socket.bind(port);
     socket
 }
+
+// close_when_acked: why the services call `close()` only when the send
+// queue is empty. smoltcp 0.14 puts the FIN on the last data segment, and two
+// of its behaviours then lose it for good: a receiver drops a retransmitted
+// segment whose data it already has *together with its FIN* (the window test
+// ignores the FIN's sequence number), and a sender whose data is all
+// acknowledged turns its retransmission timer off on the third duplicate
+// ACK, so the FIN is never sent again. Seen as a client holding a complete
+// response that never ends (tcp.rs: `segment_in_window`, and the
+// FastRetransmit arm of `dispatch`). A FIN sent on its own after the last
+// ACK costs one round trip and is retransmitted like any segment.
 
 /// Re-arm a socket whose connection is over. Returns true if it did (the
 /// socket has no connection to serve this round).
@@ -188,8 +170,9 @@ fn serve_http(socket: &mut tcp::Socket<'_>, conn: &mut HttpConn) {
                 break;
             }
         }
-        if conn.done() {
-            // FIN goes out after the queued response; a no-op once closing.
+        if conn.done() && socket.send_queue() == 0 {
+            // Close only once the whole response is acknowledged, so the FIN
+            // travels alone: see `close_when_acked`.
             socket.close();
         }
     } else if socket.state() == tcp::State::CloseWait {
@@ -214,8 +197,9 @@ fn serve_tcp_echo(socket: &mut tcp::Socket<'_>, scratch: &mut [u8]) {
         // `room` bytes are free, so all of them fit.
         let _ = socket.send_slice(&scratch[..got]);
     }
-    if socket.state() == tcp::State::CloseWait && !socket.can_recv() {
-        // The client is done and everything it sent is queued: FIN after it.
+    if socket.state() == tcp::State::CloseWait && !socket.can_recv() && socket.send_queue() == 0 {
+        // The client is done and everything it sent has been echoed and
+        // acknowledged: the FIN travels alone (see `close_when_acked`).
         socket.close();
     }
 }

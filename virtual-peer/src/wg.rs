@@ -189,8 +189,8 @@ impl Link {
             }
             TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
                 // The inner source is not checked: the one client may use any
-                // address (it is a test peer). The stack drops packets not
-                // addressed to it.
+                // address (it is a test peer). The caller filters on the
+                // destination.
                 self.path.roam(self.roaming, from);
                 deliver(packet);
             }
