@@ -472,6 +472,25 @@ fn assert_no_session(rig: &Rig) {
         rig.services.log().is_empty(),
         "nothing reached the services through the tunnel",
     );
+    // wg-wrap's own view: the peer is listed, without a handshake.
+    let out = rig.client.run(rig.client.wg_wrap(&["status", "--json"]));
+    rig.record("wg-wrap status --json", &out);
+    let text = stdout(&out);
+    let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let peers: Vec<&Value> = doc["profiles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == PROFILE)
+        .flat_map(|p| p["peers"].as_array().into_iter().flatten())
+        .collect();
+    rig.check(
+        out.status.success()
+            && peers.len() == 1
+            && peers[0]["latest_handshake_secs_ago"].is_null()
+            && peers[0]["rx_bytes"].as_u64().is_some(),
+        &format!("wg-wrap's status shows its one peer without a handshake:\n{text}"),
+    );
     for peer in rig.wg.peers() {
         rig.check(
             peer.latest_handshake == 0 && peer.rx % INITIATION_BYTES == 0,
