@@ -203,7 +203,7 @@ pub fn reload(ctx: &Ctx, arg: &str) -> Result<i32> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
     let prepared = load_config(ctx, &profile)?;
     let runtime = Runtime::open(&ctx.dirs)?;
-    crate::status::reload(&runtime, &profile.name, &prepared.config)
+    crate::status::reload(&runtime, &profile.name, &prepared)
 }
 
 /// The launcher command that enters a live session and runs `argv` there.

@@ -148,9 +148,9 @@ struct Handover {
     udp: OwnedFd,
     control: OwnedFd,
     control_id: u64,
-    /// The re-resolution handover (memfd) and a host UDP socket for its DNS queries,
-    /// when some endpoint is a host name.
-    reresolve: Option<(OwnedFd, OwnedFd)>,
+    /// The re-resolution handover (memfd) and a host UDP socket for its DNS queries.
+    /// Handed over even when no endpoint is a host name: a `reload` may add one.
+    reresolve: (OwnedFd, OwnedFd),
 }
 
 /// The session's control socket: abstract, so it lives in *this* (the host's)
@@ -173,15 +173,11 @@ impl Handover {
     fn new(prepared: &Prepared) -> Result<Handover> {
         let config = &prepared.config;
         let (control, control_id) = control_socket()?;
-        let reresolve = if prepared.reresolve.endpoints.is_empty() {
-            None
-        } else {
-            Some((
-                spawn::sealed_memfd("wg-wrap-reresolve", prepared.reresolve.render().as_bytes())
-                    .context("hand the endpoint names over")?,
-                hostsock::open_udp(None).context("open a host socket for DNS")?,
-            ))
-        };
+        let reresolve = (
+            spawn::sealed_memfd("wg-wrap-reresolve", prepared.reresolve.render().as_bytes())
+                .context("hand the endpoint names over")?,
+            hostsock::open_udp(None).context("open a host socket for DNS")?,
+        );
         Ok(Handover {
             reresolve,
             exe: fs::open(
@@ -233,11 +229,10 @@ impl Handover {
             self.control.as_raw_fd(),
             extra.1.as_raw_fd(),
         ];
-        if let Some((names, dns)) = &self.reresolve {
-            cmd.args(["--reresolve-fd", &fd(names)])
-                .args(["--dns-socket-fd", &fd(dns)]);
-            fds.extend([names.as_raw_fd(), dns.as_raw_fd()]);
-        }
+        let (names, dns) = &self.reresolve;
+        cmd.args(["--reresolve-fd", &fd(names)])
+            .args(["--dns-socket-fd", &fd(dns)]);
+        fds.extend([names.as_raw_fd(), dns.as_raw_fd()]);
         spawn::inherit_fds(&mut cmd, &fds);
         cmd
     }

@@ -128,6 +128,9 @@ pub fn render(s: &SessionStatus, now: u64) -> String {
         s.supervisor_pid,
         age(now.saturating_sub(s.started_unix))
     );
+    if let Some(port) = s.listen_port {
+        let _ = writeln!(t, "  listening port: {port}");
+    }
     let pids: Vec<String> = s.wrapped_pids.iter().map(|p| p.to_string()).collect();
     let _ = writeln!(
         t,
@@ -165,7 +168,7 @@ pub fn render(s: &SessionStatus, now: u64) -> String {
     t
 }
 
-pub fn reload(runtime: &Runtime, name: &str, config: &wgconf::Config) -> Result<i32> {
+pub fn reload(runtime: &Runtime, name: &str, prepared: &sessions::Prepared) -> Result<i32> {
     let Some(dir) = runtime.existing_profile_dir(name)? else {
         bail!("{name} has no session to reload");
     };
@@ -178,11 +181,16 @@ pub fn reload(runtime: &Runtime, name: &str, config: &wgconf::Config) -> Result<
     let Some(live) = sessions::find_live(locked.dir.as_fd())? else {
         bail!("{name} has no session to reload");
     };
-    let text = wgconf::render(config);
-    let answer = control::request(&control_name(&live.state), "reload", Some(&text))
+    let (request, body) =
+        control::reload_request(&wgconf::render(&prepared.config), &prepared.reresolve);
+    let answer = control::request(&control_name(&live.state), &request, Some(&body))
         .with_context(|| unreachable(name))?;
-    let reply: ReloadReply = serde_json::from_str(&answer)
-        .with_context(|| format!("the supervisor of {name} answered {answer:?}"))?;
+    let reply: ReloadReply = serde_json::from_str(&answer).with_context(|| {
+        format!(
+            "the supervisor of {name} answered {answer:?} (started by another version of \
+             wg-wrap? `wg-wrap down {name}` and `up` again to reload)"
+        )
+    })?;
     for w in &reply.warnings {
         eprintln!("wg-wrap: warning: {w}");
     }
@@ -256,6 +264,7 @@ mod tests {
             name: "work".into(),
             supervisor_pid: 42,
             started_unix: 1000,
+            listen_port: Some(51821),
             held: true,
             wrapped_pids: vec![7, 8],
             peers: vec![PeerStatus {
@@ -274,6 +283,7 @@ mod tests {
             "held by `up`",
             "pid 42, up 1m 5s",
             "wrapped processes: 7, 8",
+            "listening port: 51821",
             "peer: KEY=",
             "endpoint: 127.0.0.1:51820",
             "allowed ips: 10.0.0.0/24",

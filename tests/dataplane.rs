@@ -7,14 +7,20 @@
 //!   SHA-256 computed at both ends;
 //! - a ListenPort profile that another session dials over loopback;
 //! - a connect to an address the kernel routes into the tunnel but no peer covers
-//!   fails at once with "No route to host" (the data plane's ICMP unreachable).
+//!   fails at once with "No route to host" (the data plane's ICMP unreachable);
+//! - a hostname endpoint added by `reload` is looked up again on the host network
+//!   when the peer does not answer, and the session follows the name.
 
 mod common;
 
+use common::leak::FakeHost;
 use common::*;
+use serde_json::Value;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use virtual_peer::{
     generate_keypair, key_to_base64, PeerConfig, VirtualPeer, VIRTUAL_PEER_GREETING,
@@ -362,4 +368,161 @@ fn connect_to_an_address_no_peer_covers_fails_fast() {
         &["curl", "-sS", "--max-time", "20", "http://10.77.0.99/"],
     )));
     assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+}
+
+/// A DNS server for one name, on the sandbox's 127.0.0.53:53 (where the fake host's
+/// resolv.conf points): A questions for the name get the current answer, any other
+/// question an empty NOERROR. Stops on drop.
+struct OneNameDns {
+    answer: Arc<Mutex<Ipv4Addr>>,
+    queries: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OneNameDns {
+    fn start(sb: &Sandbox, name: &str, answer: Ipv4Addr) -> OneNameDns {
+        let socket = sb.bind_udp("127.0.0.53:53");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut dns = OneNameDns {
+            answer: Arc::new(Mutex::new(answer)),
+            queries: Arc::default(),
+            stop: Arc::default(),
+            thread: None,
+        };
+        let (answer, queries, stop) = (dns.answer.clone(), dns.queries.clone(), dns.stop.clone());
+        let wire_name: Vec<u8> = name
+            .split('.')
+            .flat_map(|l| std::iter::once(l.len() as u8).chain(l.bytes()))
+            .chain([0])
+            .collect();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                // Header, then the question: name, type, class.
+                let question_end = 12 + wire_name.len() + 4;
+                if n < question_end {
+                    continue;
+                }
+                queries.fetch_add(1, Ordering::SeqCst);
+                let q = &buf[..question_end];
+                let is_a = q[12..12 + wire_name.len()].eq_ignore_ascii_case(&wire_name)
+                    && q[question_end - 4..question_end - 2] == [0, 1];
+                let mut reply = q.to_vec();
+                reply[2] |= 0x80; // a response (opcode and RD kept)
+                reply[3] = 0x80; // recursion available, NOERROR
+                reply[4..12].copy_from_slice(&[0, 1, 0, is_a as u8, 0, 0, 0, 0]);
+                if is_a {
+                    // Name (pointer to the question), A, IN, TTL 0, 4 bytes.
+                    reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
+                    reply.extend_from_slice(&answer.lock().unwrap().octets());
+                }
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        dns.thread = Some(thread);
+        dns
+    }
+
+    fn set(&self, answer: Ipv4Addr) {
+        *self.answer.lock().unwrap() = answer;
+    }
+}
+
+impl Drop for OneNameDns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The session starts without any hostname (so nothing about names is handed over at
+/// start), a reload brings one, and the name then moves: within re-resolution's 30 s
+/// round the supervisor asks the host's nameserver — through its host socket, as the
+/// tunnel is down — and follows the name to the live peer.
+#[test]
+fn a_hostname_added_by_reload_is_re_resolved_on_the_host() {
+    const NAME: &str = "peer.wg-wrap.test";
+    let sb = Sandbox::new();
+    // wg-wrap runs in a fake host whose /etc/resolv.conf says 127.0.0.53.
+    let host = FakeHost::new(&sb);
+    let nowhere = Ipv4Addr::new(127, 0, 0, 9);
+    let dns = OneNameDns::start(&sb, NAME, nowhere);
+    let (private, public) = generate_keypair();
+    let (peer, peer_key) = start_peer(
+        &sb,
+        "127.0.0.1:0",
+        public,
+        Some((Ipv4Addr::new(10, 81, 0, 1), 24)),
+        None,
+    );
+    let port = peer.local_addr().port();
+    let profile = |endpoint: &str| {
+        interface(&private, "10.81.0.2/24", None)
+            + &peer_section(&peer_key, "10.81.0.0/24", None)
+            + &format!("Endpoint = {endpoint}\nPersistentKeepalive = 1\n")
+    };
+    let run = |args: &[&str]| sb.run(host.wg_wrap(&sb, args));
+    // Nothing listens at 127.0.0.9: the keepalive's handshakes go unanswered.
+    sb.write_profile("named", &profile(&format!("{nowhere}:{port}")));
+    assert_success(&run(&["up", "named"]));
+    sb.write_profile("named", &profile(&format!("{NAME}:{port}")));
+    let out = run(&["reload", "named"]);
+    assert_success(&out);
+    let asked_by_cli = dns.queries.load(Ordering::SeqCst);
+    assert!(
+        asked_by_cli > 0,
+        "the reload resolved {NAME} on the host\n{}",
+        describe(&out)
+    );
+    dns.set(Ipv4Addr::LOCALHOST);
+    let moved = Instant::now();
+
+    let deadline = moved + Duration::from_secs(50);
+    let status = loop {
+        let out = run(&["status", "--json"]);
+        assert_success(&out);
+        let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let peer_status = doc["profiles"][0]["peers"][0].clone();
+        if !peer_status["latest_handshake_secs_ago"].is_null() {
+            break peer_status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no handshake {:?} after {NAME} moved to 127.0.0.1; the DNS server had {} \
+             queries ({asked_by_cli} from the reload)\nstatus: {peer_status}\n\
+             supervisor log:\n{}",
+            moved.elapsed(),
+            dns.queries.load(Ordering::SeqCst),
+            sb.supervisor_log("named")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!(
+        "re-resolution: handshake {:?} after the name moved",
+        moved.elapsed()
+    );
+    assert_eq!(
+        status["endpoint"].as_str(),
+        Some(format!("127.0.0.1:{port}").as_str()),
+        "{status}"
+    );
+    assert!(
+        dns.queries.load(Ordering::SeqCst) > asked_by_cli,
+        "the supervisor asked the host's nameserver"
+    );
+    let out = run(&exec_args(
+        "named",
+        &["curl", "-sS", "--max-time", "20", "http://10.81.0.1/"],
+    ));
+    assert_success(&out);
+    assert_eq!(stdout(&out), VIRTUAL_PEER_GREETING);
+    assert_success(&run(&["down", "named"]));
 }

@@ -1,14 +1,17 @@
 //! The control channel: a unix socket in the profile directory through which the CLI
 //! asks a running supervisor for its status or hands it a new configuration.
 //!
-//! One request per connection, a line naming it, then for `reload` the profile text up
-//! to end-of-file; the answer is one JSON document. The socket is abstract and lives
-//! in the host's network namespace (the CLI made it there), so wrapped programs
-//! cannot connect — a `reload` from inside could otherwise re-point the tunnel at any
-//! address the host reaches. Other users could: SO_PEERCRED must show our uid.
+//! One request per connection, a line naming it, then for `reload N` the re-resolution
+//! handover (N bytes of [`Handover`] text: the profile's hostname endpoints and the
+//! host's nameservers as the CLI read them) and the profile text (endpoints resolved)
+//! up to end-of-file; the answer is one JSON document. The socket is abstract and lives
+//! in the host's network namespace (the CLI made it there), so wrapped programs cannot
+//! connect — a `reload` from inside could otherwise re-point the tunnel at any address
+//! the host reaches. Other users could: SO_PEERCRED must show our uid.
 
 use crate::dataplane::{PeerConfig, PeerStats, ReloadSummary};
 use crate::netsetup::{self, NetOps};
+use crate::resolve::{Handover, Names};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -27,6 +30,9 @@ pub struct SessionStatus {
     pub name: String,
     pub supervisor_pid: u32,
     pub started_unix: u64,
+    /// The host UDP socket's port, as `wg show` lists it (absent: an older supervisor).
+    #[serde(default)]
+    pub listen_port: Option<u16>,
     /// An `up` holds the session.
     pub held: bool,
     /// Registered wrapped processes that are alive.
@@ -90,6 +96,8 @@ pub trait Tunnel: Send + Sync {
     fn reconfigure(&self, private_key: [u8; 32], peers: Vec<PeerConfig>) -> ReloadSummary;
     /// Whether the UDP socket is IPv6 (endpoints are then v4-mapped).
     fn ipv6_socket(&self) -> bool;
+    /// The host UDP socket's port.
+    fn listen_port(&self) -> u16;
 }
 
 /// Session facts that do not live in the tunnel.
@@ -107,6 +115,9 @@ pub struct Control {
     pub session: Arc<dyn SessionInfo>,
     pub net: Mutex<Box<dyn NetOps + Send>>,
     pub config: Mutex<Config>,
+    /// Hostname endpoints under re-resolution; `None` when the session has no host
+    /// socket to look names up with.
+    pub names: Option<Names>,
 }
 
 /// The data plane's view of a profile's peers.
@@ -134,6 +145,7 @@ impl Control {
             name: self.name.clone(),
             supervisor_pid: self.supervisor_pid,
             started_unix: self.started_unix,
+            listen_port: Some(self.tunnel.listen_port()),
             held: self.session.held(),
             wrapped_pids: self.session.wrapped_pids(),
             peers: self
@@ -146,8 +158,10 @@ impl Control {
     }
 
     /// Apply a new profile text like `wg syncconf`. Interface settings that only take
-    /// effect in a new namespace are reported, not applied.
-    pub fn reload(&self, text: &str) -> ReloadReply {
+    /// effect in a new namespace are reported, not applied. `names`: the profile's
+    /// hostname endpoints (and the host's nameservers), which re-resolution works from
+    /// from now on.
+    pub fn reload(&self, text: &str, names: Handover) -> ReloadReply {
         let new = match wgconf::parse(text) {
             Ok(parsed) => parsed.config,
             Err(e) => return ReloadReply::failed(e.to_string()),
@@ -206,6 +220,15 @@ impl Control {
         applied.interface.mtu = current.interface.mtu;
         applied.interface.listen_port = current.interface.listen_port;
         *current = applied;
+        match &self.names {
+            Some(watched) => watched.replace(names),
+            None if !names.endpoints.is_empty() => reply.warnings.push(
+                "hostname endpoints will not be re-resolved in this session (it has no host \
+                 socket for lookups)"
+                    .into(),
+            ),
+            None => {}
+        }
         reply.ok = true;
         reply.kept = summary.kept;
         reply.replaced = summary.replaced;
@@ -238,12 +261,14 @@ impl Control {
         let mut reader = BufReader::new(&stream);
         let mut request = String::new();
         reader.by_ref().take(64).read_line(&mut request)?;
-        let answer = match request.trim_end() {
-            "status" => serde_json::to_string(&self.status()),
-            "reload" => {
-                let mut text = String::new();
-                reader.take(MAX_PROFILE).read_to_string(&mut text)?;
-                serde_json::to_string(&self.reload(&text))
+        let answer = match request.trim_end().split_once(' ') {
+            None if request.trim_end() == "status" => serde_json::to_string(&self.status()),
+            Some(("reload", len)) => {
+                let reply = match read_reload(&mut reader, len) {
+                    Ok((text, names)) => self.reload(&text, names),
+                    Err(e) => ReloadReply::failed(e),
+                };
+                serde_json::to_string(&reply)
             }
             _ => Ok(String::from("{\"error\":\"unknown request\"}")),
         }
@@ -251,6 +276,34 @@ impl Control {
         (&stream).write_all(answer.as_bytes())?;
         (&stream).write_all(b"\n")
     }
+}
+
+/// The body of `reload N`: N bytes of handover text, then the profile.
+fn read_reload(reader: &mut impl Read, names_len: &str) -> Result<(String, Handover), String> {
+    let len: u64 = names_len
+        .parse()
+        .ok()
+        .filter(|n| *n <= MAX_PROFILE)
+        .ok_or("bad reload request")?;
+    let mut names = String::new();
+    let mut text = String::new();
+    let read = Read::by_ref(reader)
+        .take(len)
+        .read_to_string(&mut names)
+        .and_then(|_| reader.take(MAX_PROFILE).read_to_string(&mut text));
+    read.map_err(|e| format!("reading the reload request: {e}"))?;
+    if names.len() as u64 != len {
+        return Err("truncated reload request".into());
+    }
+    let names = Handover::parse(&names).map_err(|e| e.to_string())?;
+    Ok((text, names))
+}
+
+/// The request line and body of a `reload`: the handover text of `names` and the
+/// profile `text` (see the module docs).
+pub fn reload_request(text: &str, names: &Handover) -> (String, String) {
+    let names = names.render();
+    (format!("reload {}", names.len()), format!("{names}{text}"))
 }
 
 /// Ask a running supervisor over its control socket (by abstract name); returns the
@@ -269,4 +322,50 @@ pub fn request(socket_name: &str, request: &str, body: Option<&str>) -> io::Resu
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::NamedEndpoint;
+
+    #[test]
+    fn reload_request_round_trips_names_and_profile() {
+        let names = Handover {
+            nameservers: vec!["127.0.0.53".parse().unwrap()],
+            endpoints: vec![NamedEndpoint {
+                public_key: [7; 32],
+                host: "vpn.example.com".into(),
+                port: 51820,
+            }],
+        };
+        let profile = "[Interface]\nPrivateKey = x\n\n[Peer]\nEndpoint = 192.0.2.1:51820\n";
+        let (line, body) = reload_request(profile, &names);
+        let len = line.strip_prefix("reload ").expect("a reload request line");
+        let (text, got) = read_reload(&mut body.as_bytes(), len).unwrap();
+        assert_eq!((text.as_str(), got), (profile, names));
+        // Without names the section is empty, and the profile follows at once.
+        let (line, body) = reload_request(profile, &Handover::default());
+        assert_eq!(line, "reload 0");
+        assert_eq!(body, profile);
+    }
+
+    #[test]
+    fn malformed_reload_requests_are_refused() {
+        let mut body: &[u8] = b"endpoint";
+        assert_eq!(
+            read_reload(&mut body, "20").unwrap_err(),
+            "truncated reload request"
+        );
+        for len in ["x", "-1", "99999999999"] {
+            assert_eq!(
+                read_reload(&mut &b""[..], len).unwrap_err(),
+                "bad reload request"
+            );
+        }
+        let mut body: &[u8] = b"garbage line\n[Interface]\n";
+        assert!(read_reload(&mut body, "13")
+            .unwrap_err()
+            .contains("line 1: not understood"));
+    }
 }

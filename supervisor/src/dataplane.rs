@@ -94,6 +94,8 @@ pub trait TunIo: Send + Sync {
 pub trait UdpIo: Send + Sync {
     /// Whether the socket is AF_INET6 (IPv4 endpoints are then v4-mapped).
     fn is_ipv6(&self) -> bool;
+    /// The local port peers reach us on.
+    fn local_port(&self) -> u16;
     /// Block until a datagram arrives, then fill `batch` with what is queued.
     fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()>;
     /// Send every datagram of `batch` and clear it; lost datagrams are not errors.
@@ -105,6 +107,9 @@ pub trait UdpIo: Send + Sync {
 impl UdpIo for HostSocket {
     fn is_ipv6(&self) -> bool {
         HostSocket::is_ipv6(self)
+    }
+    fn local_port(&self) -> u16 {
+        HostSocket::port(self)
     }
     fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
         HostSocket::recv_batch(self, batch)
@@ -513,6 +518,9 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> crate::control::Tunnel for Device<T
     }
     fn ipv6_socket(&self) -> bool {
         self.udp.is_ipv6()
+    }
+    fn listen_port(&self) -> u16 {
+        self.udp.local_port()
     }
 }
 

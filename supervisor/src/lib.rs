@@ -3,7 +3,8 @@
 //!
 //! # Theory of operation
 //! The CLI opens the host UDP socket, the runtime `profiles/` directory, a readiness
-//! pipe and a memfd holding the profile, then starts the launcher, which creates the
+//! pipe, a memfd holding the profile, and for re-resolution of hostname endpoints a
+//! memfd with the names and a second host UDP socket, then starts the launcher, which creates the
 //! namespaces and executes `wg-wrap __supervise` with CAP_NET_ADMIN and CAP_SYS_ADMIN
 //! (of the new user namespace only) in its ambient set.  The supervisor then:
 //! 0. makes itself non-dumpable, so wrapped programs (same uid, same user namespace)
@@ -19,7 +20,8 @@
 //!    line of `/etc/nsswitch.conf`, and hides the host resolvers' unix sockets (see
 //!    [`isolation`]); any failure there fails the start;
 //! 5. drops CAP_SYS_ADMIN;
-//! 6. starts the data plane threads (see [`dataplane`]);
+//! 6. starts the data plane threads (see [`dataplane`]) and hostname re-resolution
+//!    over a second host socket (see [`resolve`]);
 //! 7. starts watching registrations, writes `state` and reports "ready", followed by
 //!    one "warning: …" line per thing the user should know (no `DNS=`, root caller);
 //! 8. waits until neither an `up` hold nor a registered process remains (see

@@ -17,6 +17,10 @@
 //! recursion desired, random IDs, answers accepted only from the server asked and only
 //! for the question asked; no TCP fallback (address answers fit in 512 bytes).
 //! [`Reresolver`] holds the policy and is tested with a fake [`Resolver`].
+//!
+//! Both are handed over for every session, also without any hostname endpoint: a
+//! `reload` may bring names, and it replaces the watched list ([`Names`]) and the
+//! nameservers with what the CLI read at the reload.
 
 use base64::Engine;
 use rand_core::{OsRng, RngCore};
@@ -24,7 +28,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often stale peers are looked at (wireguard-tools' timer runs every 30 s).
@@ -179,6 +183,8 @@ pub fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
 pub trait Resolver: Send {
     /// Every IPv4 and IPv6 address of `host`; empty when it has none.
     fn resolve(&mut self, host: &str) -> io::Result<Vec<IpAddr>>;
+    /// Ask these servers from now on (the host's resolv.conf as a reload read it).
+    fn use_nameservers(&mut self, _nameservers: &[IpAddr]) {}
 }
 
 /// What re-resolution needs from the running tunnel.
@@ -192,17 +198,48 @@ pub trait Endpoints: Send + Sync {
     fn ipv6(&self) -> bool;
 }
 
+/// What re-resolution works from — the hostname endpoints and the host's nameservers —
+/// shared between its thread and the control server, whose `reload` replaces it (a
+/// reload may add, change or drop names, and reads the host's resolv.conf again).
+#[derive(Debug, Clone, Default)]
+pub struct Names(Arc<Mutex<Handover>>);
+
+impl Names {
+    pub fn new(handover: Handover) -> Names {
+        Names(Arc::new(Mutex::new(handover)))
+    }
+
+    /// Take `handover`'s names; its nameservers too, unless it has none (the CLI could
+    /// not read the host's resolv.conf: the ones in use are the best left).
+    pub fn replace(&self, handover: Handover) {
+        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        current.endpoints = handover.endpoints;
+        if !handover.nameservers.is_empty() {
+            current.nameservers = handover.nameservers;
+        }
+    }
+
+    pub fn snapshot(&self) -> Handover {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// The re-resolution policy.
 pub struct Reresolver<R: Resolver> {
     resolver: R,
-    endpoints: Vec<NamedEndpoint>,
+    names: Names,
+    /// The nameservers `resolver` was last told to use.
+    nameservers: Vec<IpAddr>,
 }
 
 impl<R: Resolver + 'static> Reresolver<R> {
-    pub fn new(resolver: R, endpoints: Vec<NamedEndpoint>) -> Self {
+    /// `resolver` already asks `names`' nameservers.
+    pub fn new(resolver: R, names: Names) -> Self {
+        let nameservers = names.snapshot().nameservers;
         Reresolver {
             resolver,
-            endpoints,
+            names,
+            nameservers,
         }
     }
 
@@ -210,7 +247,13 @@ impl<R: Resolver + 'static> Reresolver<R> {
     /// name no longer includes it. Returns the peers moved.
     pub fn check(&mut self, tunnel: &dyn Endpoints) -> Vec<[u8; 32]> {
         let mut moved = Vec::new();
-        for e in &self.endpoints {
+        // A copy: lookups take seconds and a reload must not wait for them.
+        let current = self.names.snapshot();
+        if current.nameservers != self.nameservers {
+            self.resolver.use_nameservers(&current.nameservers);
+            self.nameservers = current.nameservers;
+        }
+        for e in &current.endpoints {
             let stale = match tunnel.handshake_age(&e.public_key) {
                 None => false, // removed by a reload
                 Some(None) => true,
@@ -247,11 +290,9 @@ impl<R: Resolver + 'static> Reresolver<R> {
         moved
     }
 
-    /// Run [`check`](Self::check) every [`CHECK_INTERVAL`] in a background thread.
+    /// Run [`check`](Self::check) every [`CHECK_INTERVAL`] in a background thread
+    /// (also with no names yet: a reload may bring some).
     pub fn spawn(mut self, tunnel: Arc<dyn Endpoints>) -> io::Result<()> {
-        if self.endpoints.is_empty() {
-            return Ok(());
-        }
         std::thread::Builder::new()
             .name("reresolve".into())
             .spawn(move || loop {
@@ -282,6 +323,15 @@ impl<T: crate::dataplane::TunIo + 'static, U: crate::dataplane::UdpIo + 'static>
     }
 }
 
+/// Where to send queries for `nameservers` from a socket of the given family.
+fn server_addrs(nameservers: &[IpAddr], v6_socket: bool) -> Vec<SocketAddr> {
+    nameservers
+        .iter()
+        .filter(|a| v6_socket || a.is_ipv4())
+        .map(|a| crate::dataplane::socket_form(SocketAddr::new(*a, 53), v6_socket))
+        .collect()
+}
+
 /// A stub resolver asking the host's nameservers through a host socket.
 pub struct DnsClient {
     socket: UdpSocket,
@@ -294,14 +344,9 @@ impl DnsClient {
     pub fn new(socket: OwnedFd, nameservers: &[IpAddr]) -> io::Result<DnsClient> {
         let socket = UdpSocket::from(socket);
         let v6 = socket.local_addr()?.is_ipv6();
-        let servers = nameservers
-            .iter()
-            .filter(|a| v6 || a.is_ipv4())
-            .map(|a| crate::dataplane::socket_form(SocketAddr::new(*a, 53), v6))
-            .collect();
         Ok(DnsClient {
+            servers: server_addrs(nameservers, v6),
             socket,
-            servers,
             timeout: QUERY_TIMEOUT,
         })
     }
@@ -362,6 +407,12 @@ impl Resolver for DnsClient {
             }
         }
         Err(last)
+    }
+
+    fn use_nameservers(&mut self, nameservers: &[IpAddr]) {
+        if let Ok(local) = self.socket.local_addr() {
+            self.servers = server_addrs(nameservers, local.is_ipv6());
+        }
     }
 }
 
@@ -467,15 +518,25 @@ mod tests {
     struct FakeResolver {
         answers: HashMap<String, Vec<IpAddr>>,
         asked: Arc<Mutex<Vec<String>>>,
+        /// Set: each question is recorded as "SERVER HOST".
+        server: Option<IpAddr>,
     }
 
     impl Resolver for FakeResolver {
         fn resolve(&mut self, host: &str) -> io::Result<Vec<IpAddr>> {
-            self.asked.lock().unwrap().push(host.to_owned());
+            let question = match self.server {
+                Some(server) => format!("{server} {host}"),
+                None => host.to_owned(),
+            };
+            self.asked.lock().unwrap().push(question);
             self.answers
                 .get(host)
                 .cloned()
                 .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no answer"))
+        }
+
+        fn use_nameservers(&mut self, nameservers: &[IpAddr]) {
+            self.server = nameservers.first().copied();
         }
     }
 
@@ -534,6 +595,7 @@ mod tests {
                 ("never.example".into(), vec![ip("2001:db8::9")]),
             ]),
             asked: asked.clone(),
+            server: None,
         };
         let tunnel = FakeTunnel::default();
         let ep = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
@@ -557,14 +619,17 @@ mod tests {
         ]);
         let mut r = Reresolver::new(
             resolver,
-            vec![
-                named(1, "fresh.example"),
-                named(2, "moved.example"),
-                named(3, "same.example"),
-                named(4, "never.example"),
-                named(5, "removed.example"),
-                named(6, "unanswered.example"),
-            ],
+            Names::new(Handover {
+                nameservers: vec![],
+                endpoints: vec![
+                    named(1, "fresh.example"),
+                    named(2, "moved.example"),
+                    named(3, "same.example"),
+                    named(4, "never.example"),
+                    named(5, "removed.example"),
+                    named(6, "unanswered.example"),
+                ],
+            }),
         );
         let moved = r.check(&tunnel);
         assert_eq!(moved, vec![[2; 32], [4; 32]]);
@@ -578,6 +643,48 @@ mod tests {
         assert_eq!(peers[&[3; 32]].1, ep("192.0.2.80:51820"));
         assert_eq!(peers[&[4; 32]].1, ep("[2001:db8::9]:51820"));
         assert_eq!(peers[&[1; 32]].1, ep("192.0.2.1:51820"));
+    }
+
+    #[test]
+    fn names_replaced_by_a_reload_are_the_ones_looked_up() {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let resolver = FakeResolver {
+            answers: HashMap::from([("new.example".into(), vec!["192.0.2.5".parse().unwrap()])]),
+            asked: asked.clone(),
+            server: Some("192.0.2.53".parse().unwrap()),
+        };
+        let tunnel = FakeTunnel::default();
+        tunnel
+            .peers
+            .lock()
+            .unwrap()
+            .extend([([1; 32], (None, None)), ([2; 32], (None, None))]);
+        let names = Names::new(Handover {
+            nameservers: vec!["192.0.2.53".parse().unwrap()],
+            endpoints: vec![named(1, "old.example")],
+        });
+        let mut r = Reresolver::new(resolver, names.clone());
+        assert_eq!(r.check(&tunnel), Vec::<[u8; 32]>::new());
+        // The reload drops peer 1's name (now an address) and adds peer 2's.
+        names.replace(Handover {
+            nameservers: vec!["192.0.2.54".parse().unwrap()],
+            endpoints: vec![named(2, "new.example")],
+        });
+        assert_eq!(r.check(&tunnel), vec![[2; 32]]);
+        assert_eq!(
+            *asked.lock().unwrap(),
+            vec!["192.0.2.53 old.example", "192.0.2.54 new.example"]
+        );
+        // A reload that could not read the host's resolv.conf keeps the servers.
+        names.replace(Handover::default());
+        assert_eq!(
+            names.snapshot().nameservers,
+            vec!["192.0.2.54".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            tunnel.peers.lock().unwrap()[&[2; 32]].1,
+            Some("192.0.2.5:51820".parse().unwrap())
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::lifecycle::{self, End, Lifecycle};
 use crate::netlink::Rtnetlink;
 use crate::netsetup;
 use crate::profile_dir::{live_registrations, open_dir};
-use crate::resolve::{DnsClient, Reresolve, Reresolver};
+use crate::resolve::{DnsClient, Names, Reresolve, Reresolver};
 use crate::session::{proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE};
 use crate::udp::HostSocket;
 use rustix::fs::{self, AtFlags, Mode, OFlags};
@@ -238,13 +238,18 @@ fn setup(
         peer_configs(&config, v6),
     ));
     device.start().map_err(at("start the data plane"))?;
-    if let Some(r) = reresolve {
-        let client = DnsClient::new(r.socket, &r.handover.nameservers)
-            .map_err(at("set up endpoint re-resolution"))?;
-        Reresolver::new(client, r.handover.endpoints)
-            .spawn(device.clone())
-            .map_err(at("start endpoint re-resolution"))?;
-    }
+    let names = match reresolve {
+        Some(r) => {
+            let client = DnsClient::new(r.socket, &r.handover.nameservers)
+                .map_err(at("set up endpoint re-resolution"))?;
+            let names = Names::new(r.handover);
+            Reresolver::new(client, names.clone())
+                .spawn(device.clone())
+                .map_err(at("start endpoint re-resolution"))?;
+            Some(names)
+        }
+        None => None,
+    };
     let session_dir = dir.try_clone().map_err(at("open the profile directory"))?;
     let control = Arc::new(Control {
         name: name.to_owned(),
@@ -255,6 +260,7 @@ fn setup(
         session: Arc::new(DirSession(session_dir)),
         net: Mutex::new(Box::new(netlink)),
         config: Mutex::new(config),
+        names,
     });
     Ok((control, warnings))
 }

@@ -229,6 +229,7 @@ impl RecvBatch {
 pub struct HostSocket {
     fd: OwnedFd,
     ipv6: bool,
+    port: u16,
     gso: AtomicBool,
 }
 
@@ -246,12 +247,18 @@ impl HostSocket {
         Ok(HostSocket {
             fd,
             ipv6: local.is_ipv6(),
+            port: local.port(),
             gso: AtomicBool::new(gso),
         })
     }
 
     pub fn is_ipv6(&self) -> bool {
         self.ipv6
+    }
+
+    /// The local port (ListenPort, or the one the kernel picked).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Block until at least one datagram is queued, then take as many messages as

@@ -312,6 +312,27 @@ impl Implementation {
     pub fn counts_wire_bytes(self) -> bool {
         self == Implementation::WireguardGo
     }
+
+    /// When the handshake in `state` completed, in Unix seconds (`None`: never).
+    /// wireguard-go reports a Unix time as the UAPI says; boringtun reports the time
+    /// *since* the handshake in the same field.
+    pub fn handshake_unix(self, state: &PeerState, now_unix: u64) -> Option<u64> {
+        match self {
+            Implementation::WireguardGo => {
+                (state.latest_handshake != 0).then_some(state.latest_handshake)
+            }
+            // Within the first second it reads 0, like "never".
+            Implementation::BoringtunCli => (state.latest_handshake != 0)
+                .then(|| now_unix.saturating_sub(state.latest_handshake)),
+        }
+    }
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// The real peer, running in the server namespace.
@@ -848,23 +869,33 @@ impl Rig {
         )
     }
 
-    /// The UDP port wg-wrap's host socket is bound to in the client namespace.
+    /// The UDP port wg-wrap's WireGuard socket is bound to in the client namespace:
+    /// the `listen_port` of `status --json`, checked against the sockets `ss` lists
+    /// there (the other one is re-resolution's DNS socket).
     pub fn client_udp_port(&self) -> u16 {
+        let out = self
+            .client
+            .run(self.client.wg_wrap(&["status", "--json", PROFILE]));
+        self.remember("wg-wrap status --json", &out);
+        let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
+        let Some(port) = doc["profiles"][0]["listen_port"].as_u64() else {
+            self.fail("wg-wrap status --json shows its listening port");
+        };
         let out = must(
             self.client.root_command("ss", &["-Hnlu"]),
             "list UDP sockets in the client namespace",
         );
         let text = stdout(&out);
-        let ports: Vec<u16> = text
+        let ports: Vec<u64> = text
             .lines()
             .filter_map(|l| l.split_whitespace().nth(3))
             .filter_map(|local| local.rsplit_once(':'))
             .filter_map(|(_, port)| port.parse().ok())
             .collect();
         self.check(
-            ports.len() == 1,
-            &format!("expected exactly wg-wrap's UDP socket in the client namespace, saw:\n{text}"),
+            ports.contains(&port),
+            &format!("wg-wrap's listening port {port} is among the client namespace's UDP sockets:\n{text}"),
         );
-        ports[0]
+        port as u16
     }
 }

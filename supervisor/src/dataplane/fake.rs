@@ -243,6 +243,9 @@ impl UdpIo for FakeUdp {
     fn is_ipv6(&self) -> bool {
         self.ipv6
     }
+    fn local_port(&self) -> u16 {
+        self.addr().port()
+    }
 
     /// Like the kernel with UDP GRO: consecutive datagrams of one sender and one
     /// size (the last may be shorter) come as one message.

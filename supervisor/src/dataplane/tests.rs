@@ -600,7 +600,7 @@ fn a_client_moved_mid_download_handshakes_again_from_its_new_address() {
 /// moves to where the name now points; traffic then flows.
 #[test]
 fn reresolution_moves_a_stale_hostname_endpoint() {
-    use crate::resolve::{NamedEndpoint, Reresolver, Resolver};
+    use crate::resolve::{Handover, NamedEndpoint, Names, Reresolver, Resolver};
     struct Table;
     impl Resolver for Table {
         fn resolve(&mut self, host: &str) -> io::Result<Vec<IpAddr>> {
@@ -631,11 +631,14 @@ fn reresolution_moves_a_stale_hostname_endpoint() {
     );
     let mut r = Reresolver::new(
         Table,
-        vec![NamedEndpoint {
-            public_key: b_pub,
-            host: "b.example".into(),
-            port: 51820,
-        }],
+        Names::new(Handover {
+            nameservers: vec![],
+            endpoints: vec![NamedEndpoint {
+                public_key: b_pub,
+                host: "b.example".into(),
+                port: 51820,
+            }],
+        }),
     );
     assert_eq!(r.check(&*a), vec![b_pub]);
     // IPv4 kept (the endpoint's family), in the socket's v4-mapped form.
