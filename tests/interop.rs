@@ -12,7 +12,6 @@ mod interop_support;
 use common::*;
 use interop_support::services::{self, GREETING};
 use interop_support::*;
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// Size of a WireGuard keepalive on the wire (header and tag around an empty packet),
@@ -473,20 +472,10 @@ fn assert_no_session(rig: &Rig) {
         "nothing reached the services through the tunnel",
     );
     // wg-wrap's own view: the peer is listed, without a handshake.
-    let out = rig.client.run(rig.client.wg_wrap(&["status", "--json"]));
-    rig.record("wg-wrap status --json", &out);
-    let text = stdout(&out);
-    let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let peers: Vec<&Value> = doc["profiles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["name"] == PROFILE)
-        .flat_map(|p| p["peers"].as_array().into_iter().flatten())
-        .collect();
+    let (ours, text) = rig.status_json();
+    let peers = ours["peers"].as_array().cloned().unwrap_or_default();
     rig.check(
-        out.status.success()
-            && peers.len() == 1
+        peers.len() == 1
             && peers[0]["latest_handshake_secs_ago"].is_null()
             && peers[0]["rx_bytes"].as_u64().is_some(),
         &format!("wg-wrap's status shows its one peer without a handshake:\n{text}"),
@@ -558,33 +547,20 @@ fn status_json_counters_agree_with_the_peer(imp: Implementation) {
     // Compare only a quiet session: the peer's counters and datagrams unchanged across
     // the read.
     let deadline = Instant::now() + Duration::from_secs(15);
-    let (peer, (datagrams_in, datagrams_out), status_text) = loop {
+    let (peer, (datagrams_in, datagrams_out), (doc, status_text)) = loop {
         let before = (rig.client_on_server(), rig.server_udp_datagrams());
         std::thread::sleep(Duration::from_millis(500));
-        let out = rig.client.run(rig.client.wg_wrap(&["status", "--json"]));
-        rig.record("wg-wrap status --json", &out);
-        rig.check(out.status.success(), "wg-wrap status --json");
+        let status = rig.status_json();
         let after = (rig.client_on_server(), rig.server_udp_datagrams());
         if (before.0.rx, before.0.tx, before.1) == (after.0.rx, after.0.tx, after.1) {
-            break (after.0, after.1, stdout(&out));
+            break (after.0, after.1, status);
         }
         rig.check(
             Instant::now() < deadline,
             "the session never went quiet for a counter comparison",
         );
     };
-    let doc: Value = serde_json::from_str(&status_text)
-        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{status_text}"));
-    let ours = doc["profiles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == PROFILE);
-    rig.check(
-        ours.is_some(),
-        &format!("status lists profile {PROFILE}:\n{status_text}"),
-    );
-    let ours = ours.unwrap()["peers"]
+    let ours = doc["peers"]
         .as_array()
         .into_iter()
         .flatten()
@@ -694,11 +670,8 @@ fn a_session_older_than_two_minutes_is_rekeyed_without_loss(imp: Implementation)
         last_unix.is_some_and(|t| t >= first_unix + 120),
         &format!("the peer saw a new handshake 120 s or more after the first: {observed}"),
     );
-    let status = rig.client.run(rig.client.wg_wrap(&["status", "--json"]));
-    rig.record("wg-wrap status --json", &status);
-    let text = stdout(&status);
-    let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let age = doc["profiles"][0]["peers"][0]["latest_handshake_secs_ago"].as_u64();
+    let (ours, text) = rig.status_json();
+    let age = ours["peers"][0]["latest_handshake_secs_ago"].as_u64();
     rig.check(
         age.is_some_and(|a| a < 60),
         &format!(

@@ -869,16 +869,30 @@ impl Rig {
         )
     }
 
-    /// The UDP port wg-wrap's WireGuard socket is bound to in the client namespace:
-    /// the `listen_port` of `status --json`, checked against the sockets `ss` lists
-    /// there (the other one is re-resolution's DNS socket).
-    pub fn client_udp_port(&self) -> u16 {
+    /// wg-wrap's `status --json` document for [`PROFILE`], and the whole output.
+    pub fn status_json(&self) -> (serde_json::Value, String) {
         let out = self
             .client
             .run(self.client.wg_wrap(&["status", "--json", PROFILE]));
         self.remember("wg-wrap status --json", &out);
-        let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
-        let Some(port) = doc["profiles"][0]["listen_port"].as_u64() else {
+        let text = stdout(&out);
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let ours = doc["profiles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == PROFILE);
+        match ours {
+            Some(ours) if out.status.success() => (ours.clone(), text),
+            _ => self.fail(&format!("wg-wrap status --json lists {PROFILE}")),
+        }
+    }
+
+    /// The UDP port wg-wrap's WireGuard socket is bound to in the client namespace:
+    /// the `listen_port` of `status --json`, checked against the sockets `ss` lists
+    /// there (the other one is re-resolution's DNS socket).
+    pub fn client_udp_port(&self) -> u16 {
+        let Some(port) = self.status_json().0["listen_port"].as_u64() else {
             self.fail("wg-wrap status --json shows its listening port");
         };
         let out = must(
