@@ -425,18 +425,6 @@ impl RealPeer {
         );
     }
 
-    /// `wg set IF ARGS`.
-    pub fn set(&self, args: &[&str]) {
-        let mut all = vec!["set", self.ifname.as_str()];
-        all.extend_from_slice(args);
-        let out = self.wg(&all);
-        assert!(
-            out.status.success(),
-            "wg {all:?} failed\n{}",
-            describe(&out)
-        );
-    }
-
     /// `wg show IF` as a human reads it (keys other than public ones are hidden).
     pub fn show(&self) -> String {
         let out = self.wg(&["show", &self.ifname]);
