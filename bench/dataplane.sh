@@ -140,7 +140,7 @@ wggo "$NS_RA" "${tag}a" "$k_ra" 51823 10.97.0.2 "$(pub "$k_rb")" 10.97.0.1/32 19
 
 # srv only listens (nobody to handshake with until cli dials); the others must connect.
 wgwrap up srv >/dev/null 2>"$work/up.log"
-for p in cli gcli; do wgwrap up --wait 10 "$p" >/dev/null 2>>"$work/up.log" || { cat "$work/up.log" >&2; exit 1; }; done
+for p in cli gcli; do wgwrap up --wait-timeout 10 "$p" >/dev/null 2>>"$work/up.log" || { cat "$work/up.log" >&2; exit 1; }; done
 supervisor_pid() { sed -n 's/^supervisor_pid=//p' "$work/runtime/profiles/$1/state"; }
 
 # iperf3 servers, one per pair, each inside the server side's tunnel namespace.

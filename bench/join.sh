@@ -28,7 +28,7 @@ peer=$!
 cleanup() { "$bin" down --now bench >/dev/null 2>&1 || true; kill "$peer" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 for _ in $(seq 100); do [ -s "$WG_WRAP_CONFIG_DIR/bench.conf" ] && break; sleep 0.05; done
-"$bin" up --wait 10 bench >/dev/null
+"$bin" up --wait-timeout 10 bench >/dev/null
 pid=$(sed -n 's/^supervisor_pid=//p' "$WG_WRAP_RUNTIME_DIR/profiles/bench/state")
 
 hyperfine -N --warmup 20 --runs 300 --export-json "$tmp/warm.json" \

@@ -3,6 +3,7 @@
 use crate::dirs::Dirs;
 use crate::launcher::Launcher;
 use crate::profile::{self, ProfileRef};
+use crate::progress::Feedback;
 use crate::runtime::Runtime;
 use crate::sessions::{self, Live, Prepared};
 use crate::settings::Settings;
@@ -11,7 +12,7 @@ use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use supervisor::profile_dir::{lock_profile, remove_profile_dir, LockedProfile};
 use supervisor::session::processes_in_netns;
 
@@ -29,6 +30,7 @@ fn lock(runtime: &Runtime, name: &str) -> Result<LockedProfile> {
 pub struct Ctx {
     pub dirs: Dirs,
     pub settings: Settings,
+    pub feedback: Feedback,
 }
 
 /// Parse and prepare a profile; nothing is changed if this fails.
@@ -112,55 +114,35 @@ pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
     sessions::set_hold(locked.dir.as_fd(), true)?;
     drop(locked);
     if let Some(timeout) = opts.wait {
-        wait_for_handshake(&runtime, &profile.name, timeout)?;
+        crate::waits::handshake(&ctx.feedback, &runtime, &profile.name, timeout)?;
     }
+    let pid = live.state.supervisor_pid;
     if started {
-        println!(
-            "wg-wrap: {} is up (supervisor pid {})",
-            profile.name, live.state.supervisor_pid
-        );
+        ctx.feedback
+            .info(&format!("{} is up (supervisor pid {pid})", profile.name));
     } else {
-        println!(
-            "wg-wrap: {} was already up (supervisor pid {})",
-            profile.name, live.state.supervisor_pid
-        );
+        ctx.feedback.info(&format!(
+            "{} was already up (supervisor pid {pid})",
+            profile.name
+        ));
     }
     Ok(())
-}
-
-fn wait_for_handshake(runtime: &Runtime, name: &str, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let status = crate::status::query(runtime, name)?
-            .with_context(|| format!("{name} went down while waiting for a handshake"))?;
-        if status
-            .peers
-            .iter()
-            .any(|p| p.latest_handshake_secs_ago.is_some())
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!(
-                "{name} is up, but no peer completed a handshake within {timeout:?} (check the Endpoint and keys; `wg-wrap status {name}` shows the peers)"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
     let runtime = Runtime::open(&ctx.dirs)?;
     if runtime.existing_profile_dir(&profile.name)?.is_none() {
-        println!("wg-wrap: {} has no session", profile.name);
+        ctx.feedback
+            .info(&format!("{} has no session", profile.name));
         return Ok(());
     }
     let locked = lock(&runtime, &profile.name)?;
     let Some(live) = sessions::find_live(locked.dir.as_fd())? else {
         remove_profile_dir(runtime.profiles.as_fd(), &profile.name, locked.dir.as_fd())
             .context("remove stale session files")?;
-        println!("wg-wrap: {} has no session", profile.name);
+        ctx.feedback
+            .info(&format!("{} has no session", profile.name));
         return Ok(());
     };
     sessions::set_hold(locked.dir.as_fd(), false)?;
@@ -172,30 +154,36 @@ pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
         }
     }
     drop(locked);
-    let timeout = if now {
+    let name = &profile.name;
+    let (timeout, what) = if now {
         // The supervisor ends every wrapped process (TERM, then KILL) and exits.
         rustix::process::pidfd_send_signal(&live.pidfd, rustix::process::Signal::TERM)
             .context("signal the supervisor")?;
-        supervisor::lifecycle::STOP_GRACE + DOWN_TIMEOUT
-    } else if !users.is_empty() {
-        println!(
-            "wg-wrap: {} stays up while {} wrapped process(es) run: {:?} (`down --now` ends them)",
-            profile.name,
-            users.len(),
-            users
+        let what = format!(
+            "waiting for {name}'s wrapped processes to exit (TERM, then KILL after {} s)",
+            supervisor::lifecycle::STOP_GRACE.as_secs()
         );
+        (supervisor::lifecycle::STOP_GRACE + DOWN_TIMEOUT, what)
+    } else if !users.is_empty() {
+        ctx.feedback.info(&format!(
+            "{name} stays up while {} wrapped process(es) run: {users:?} (`wg-wrap down --now {name}` ends them)",
+            users.len(),
+        ));
         return Ok(());
     } else {
-        DOWN_TIMEOUT
+        (
+            DOWN_TIMEOUT,
+            format!("waiting for {name}'s supervisor to exit"),
+        )
     };
-    if !sessions::wait_exit(&live.pidfd, timeout) {
+    if !crate::waits::supervisor_exit(&ctx.feedback, &live.pidfd, what, timeout) {
         anyhow::bail!(
-            "the supervisor of {} (pid {}) did not exit within {timeout:?}",
-            profile.name,
+            "the supervisor of {name} (pid {}) did not exit within {timeout:?}: see `wg-wrap status {name}`, and `kill {}` it if it hangs",
+            live.state.supervisor_pid,
             live.state.supervisor_pid
         );
     }
-    println!("wg-wrap: {} is down", profile.name);
+    ctx.feedback.info(&format!("{name} is down"));
     Ok(())
 }
 
@@ -203,7 +191,7 @@ pub fn reload(ctx: &Ctx, arg: &str) -> Result<i32> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
     let prepared = load_config(ctx, &profile)?;
     let runtime = Runtime::open(&ctx.dirs)?;
-    crate::status::reload(&runtime, &profile.name, &prepared)
+    crate::status::reload(&ctx.feedback, &runtime, &profile.name, &prepared)
 }
 
 /// The launcher command that enters a live session and runs `argv` there.
@@ -222,6 +210,11 @@ pub fn join_command(launcher: &Launcher, live: &Live, argv: &[OsString]) -> Comm
 
 /// `exec`: join (or start) the session and become the command. Only returns on error.
 pub fn exec(ctx: &Ctx, arg: &str, argv: &[OsString]) -> Result<()> {
+    exec_with_env(ctx, arg, argv, &[])
+}
+
+/// [`exec`] with extra environment variables for the command.
+pub fn exec_with_env(ctx: &Ctx, arg: &str, argv: &[OsString], env: &[(&str, &str)]) -> Result<()> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
     let launcher = Launcher::locate()?;
     let runtime = Runtime::open(&ctx.dirs)?;
@@ -232,7 +225,8 @@ pub fn exec(ctx: &Ctx, arg: &str, argv: &[OsString]) -> Result<()> {
     // Register ourselves: exec keeps our PID through the launcher into the command.
     let pid = std::process::id();
     sessions::register(locked.dir.as_fd(), pid)?;
-    let cmd = join_command(&launcher, &live, argv);
+    let mut cmd = join_command(&launcher, &live, argv);
+    cmd.envs(env.iter().copied());
     spawn::keep_across_exec(live.pidfd.as_fd())?;
     let dir = locked.dir;
     drop(locked.lock);

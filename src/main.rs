@@ -1,9 +1,26 @@
 //! wg-wrap: run chosen programs through a rootless userspace WireGuard tunnel.
 //!
-//! The CLI validates the profile, opens the host UDP socket, starts (or finds) the
-//! session's supervisor through the launcher, registers the process it is about to
-//! become, and finally replaces itself with the launcher, which enters the session's
-//! namespaces and executes the user's command under the same PID.
+//! # Theory of operation
+//!
+//! `main` runs one command through these stages, in order:
+//!
+//!  1. **Parse** — clap turns argv into a [`Cli`]. `--help` and `--version` exit 0;
+//!     a usage error exits 125 like every failure of wg-wrap's own.
+//!  2. **Hidden entry points** — `__supervise` (the launcher re-executes this binary
+//!     as the supervisor inside the new namespaces) and the test/bench helpers run
+//!     before anything reads the user's settings: the supervisor gets everything it
+//!     needs as inherited descriptors.
+//!  3. **Settings** — the config and runtime directories from the environment
+//!     (`dirs`), `config.toml` beside the profiles (`settings`), and how much to say
+//!     (`-q`/`-v`, and whether stderr is a terminal: `progress`) form a `Ctx`.
+//!  4. **Dispatch** — one arm per subcommand, each a call into the module that owns
+//!     it (`commands` for up/exec/down/reload, `status`, `show`, `import`, `shell`,
+//!     `keys`, `demo`).
+//!  5. **Exit** — a command returns the status to exit with; `exec` and `shell`
+//!     do not return on success: the process has become the launcher, which enters
+//!     the session's namespaces and executes the user's command under the same PID,
+//!     so the caller sees the command's own exit status. An error is printed once,
+//!     as `wg-wrap: <what failed>: <why>`, and exits 125.
 
 #![deny(unsafe_code)]
 
@@ -11,31 +28,50 @@ mod commands;
 mod demo;
 mod dirs;
 mod hostsock;
+mod import;
+mod keys;
 mod launcher;
 mod profile;
+mod progress;
 mod runtime;
 mod sessions;
 mod settings;
+mod shell;
 mod show;
 mod spawn;
 mod status;
+mod waits;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Exit status for wg-wrap's own failures (as `env`, `nice`, `timeout` use it).
 const EXIT_OWN_FAILURE: u8 = 125;
+/// How long `up --wait` waits without `--wait-timeout` or `wait_timeout_secs`.
+const DEFAULT_WAIT_SECS: u64 = 10;
 
 #[derive(Parser)]
 #[command(
     name = "wg-wrap",
     version,
-    about = "Run programs through a rootless WireGuard tunnel"
+    about = "Run programs through a rootless WireGuard tunnel",
+    after_help = "Examples:
+  wg-wrap import work.conf                       # check a wg-quick file, copy it to ~/.config/wg-wrap/
+  wg-wrap exec work -- curl http://intranet/     # run one command through the tunnel
+  wg-wrap up --wait work                         # keep the tunnel up, wait for a handshake
+  wg-wrap down work                              # and end it again"
 )]
 struct Cli {
+    /// Say nothing but warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// While waiting, also show handshakes, endpoints and the supervisor's log lines.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -43,88 +79,192 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Start the tunnel for PROFILE and keep it up until `down`.
+    #[command(after_help = "Examples:
+  wg-wrap up work                                # ~/.config/wg-wrap/work.conf
+  wg-wrap up --wait work                         # also wait for the first handshake
+  wg-wrap up --wait-timeout 30 ./home.conf       # a path works too; wait up to 30 s
+  wg-wrap up --foreground work                   # for a systemd unit: runs until stopped")]
     Up {
         /// A profile name (looked up as NAME.conf in the config dir) or a path to a .conf.
         profile: String,
-        /// Also wait for the first completed handshake (SECS, default 10 or the
-        /// settings file's wait_timeout_secs).
-        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "")]
-        wait: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
         /// Run the supervisor in the foreground (for systemd); ^C or SIGTERM stops it.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["wait", "wait_timeout"])]
         foreground: bool,
     },
     /// Run a command inside PROFILE's tunnel (starting it for the command if needed).
+    #[command(after_help = "Examples:
+  wg-wrap exec work -- curl http://intranet/     # exit status is curl's
+  wg-wrap exec ./home.conf -- ping -c 1 nas      # a path works too
+  wg-wrap exec work -- getent hosts intranet     # names resolve through the profile's DNS")]
     Exec {
+        /// A profile name or a path to a .conf.
         profile: String,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
+    /// Open your $SHELL inside PROFILE's tunnel, with WG_WRAP_PROFILE set.
+    #[command(after_help = "Examples:
+  wg-wrap shell work                             # exit the shell to leave the tunnel
+  wg-wrap shell                                  # the one running (or the only) profile
+  wg-wrap shell ./home.conf                      # a path works too")]
+    Shell {
+        /// A profile name or a path; without it, the one running session or the one profile.
+        profile: Option<String>,
+    },
     /// Release `up`'s hold; the session ends when its last wrapped process exits.
+    #[command(after_help = "Examples:
+  wg-wrap down work                              # ends once the last wrapped process exits
+  wg-wrap down --now work                        # wrapped processes get TERM, then KILL")]
     Down {
+        /// A profile name or a path to a .conf.
         profile: String,
         /// End the session now: wrapped processes get SIGTERM, then SIGKILL.
         #[arg(long)]
         now: bool,
     },
     /// Show sessions and their peers, like `wg show`.
+    #[command(after_help = "Examples:
+  wg-wrap status                                 # every running session
+  wg-wrap status work                            # one session
+  wg-wrap status work --json                     # for scripts")]
     Status {
         profile: Option<String>,
         #[arg(long)]
         json: bool,
     },
-    /// One line per running session.
+    /// One line per profile: running sessions first, then the other profiles.
+    #[command(after_help = "Examples:
+  wg-wrap list                                   # name, supervisor, age, handshake
+  wg-wrap list --json                            # for scripts")]
     List {
         #[arg(long)]
         json: bool,
     },
     /// Print PROFILE as wg-wrap reads it (keys hidden) with its warnings; exit 1 and
     /// list every error if it is invalid.
-    Show { profile: String },
+    #[command(after_help = "Examples:
+  wg-wrap show work                              # ~/.config/wg-wrap/work.conf
+  wg-wrap show ./home.conf                       # any file, before importing it")]
+    Show {
+        /// A profile name or a path to a .conf.
+        profile: String,
+    },
     /// Apply peer and key changes from PROFILE's file to its running session.
-    Reload { profile: String },
+    #[command(after_help = "Examples:
+  wg-wrap reload work                            # after editing ~/.config/wg-wrap/work.conf
+  wg-wrap reload --quiet work                    # say nothing unless it fails")]
+    Reload {
+        /// A profile name or a path to a .conf.
+        profile: String,
+    },
+    /// Check a wg-quick file and copy it into the config dir as profile NAME (mode 0600).
+    #[command(after_help = "Examples:
+  wg-wrap import work.conf                       # becomes profile work
+  wg-wrap import home.conf home-vpn              # under another name
+  wg-wrap import --force work.conf               # replace an existing profile")]
+    Import {
+        /// The wg-quick style file.
+        file: PathBuf,
+        /// The profile name (default: the file name without `.conf`).
+        name: Option<String>,
+        /// Replace an existing profile of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a new private key (like `wg genkey`).
+    #[command(after_help = "Examples:
+  wg-wrap genkey > private.key                   # keep it private: umask 077 first
+  wg-wrap genkey | tee private.key | wg-wrap pubkey")]
+    Genkey,
+    /// Read a private key on stdin, print its public key (like `wg pubkey`).
+    #[command(after_help = "Examples:
+  wg-wrap pubkey < private.key > public.key
+  wg-wrap genkey | wg-wrap pubkey")]
+    Pubkey,
+    /// Print a new preshared key (like `wg genpsk`).
+    #[command(after_help = "Examples:
+  wg-wrap genpsk > preshared.key                 # for PresharedKey on both sides
+  wg-wrap genpsk")]
+    Genpsk,
     /// Try wg-wrap against a built-in virtual peer on loopback (no VPN server needed).
+    #[command(after_help = "Examples:
+  wg-wrap demo                                   # fetch the virtual peer's greeting
+  wg-wrap demo -- ping -c 1 10.77.0.1            # any command, inside the demo tunnel")]
     Demo {
         /// Command to run in the tunnel (default: fetch the peer's greeting).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
+    #[command(flatten)]
+    Hidden(Hidden),
+}
+
+/// `up`'s waiting options.
+#[derive(Args)]
+struct WaitArgs {
+    /// Also wait for the first completed handshake (default 10 s, or the settings
+    /// file's wait_timeout_secs).
+    #[arg(long)]
+    wait: bool,
+    /// Wait for the first handshake at most SECS seconds (implies --wait).
+    #[arg(long, value_name = "SECS")]
+    wait_timeout: Option<u64>,
+}
+
+impl WaitArgs {
+    fn timeout(&self, settings: &settings::Settings) -> Option<Duration> {
+        let default = || settings.wait_timeout_secs.unwrap_or(DEFAULT_WAIT_SECS);
+        match (self.wait, self.wait_timeout) {
+            (_, Some(secs)) => Some(Duration::from_secs(secs)),
+            (true, None) => Some(Duration::from_secs(default())),
+            (false, None) => None,
+        }
+    }
+}
+
+/// Entry points for wg-wrap's own processes, tests and benchmarks; not in `--help`.
+#[derive(Subcommand)]
+enum Hidden {
     #[command(name = "__supervise", hide = true)]
-    Supervise {
-        #[arg(long)]
-        config_fd: i32,
-        #[arg(long)]
-        udp_fd: i32,
-        #[arg(long)]
-        ready_fd: Option<i32>,
-        #[arg(long)]
-        lock_fd: Option<i32>,
-        #[arg(long)]
-        profiles_fd: i32,
-        #[arg(long)]
-        control_fd: i32,
-        #[arg(long)]
-        control_id: u64,
-        #[arg(long)]
-        reresolve_fd: Option<i32>,
-        #[arg(long)]
-        dns_socket_fd: Option<i32>,
-        #[arg(long)]
-        profile: String,
-    },
+    Supervise(SuperviseArgs),
     #[command(name = "__http-get", hide = true)]
     HttpGet { addr: String, path: String },
     #[command(name = "__virtual-peer", hide = true)]
-    VirtualPeer {
-        listen: String,
-        profile: std::path::PathBuf,
-    },
+    VirtualPeer { listen: String, profile: PathBuf },
     #[command(name = "__dump-launcher", hide = true)]
-    DumpLauncher { path: std::path::PathBuf },
+    DumpLauncher { path: PathBuf },
+}
+
+/// The descriptors the launcher hands to the supervisor, by number.
+#[derive(Args)]
+struct SuperviseArgs {
+    #[arg(long)]
+    config_fd: i32,
+    #[arg(long)]
+    udp_fd: i32,
+    #[arg(long)]
+    ready_fd: Option<i32>,
+    #[arg(long)]
+    lock_fd: Option<i32>,
+    #[arg(long)]
+    profiles_fd: i32,
+    #[arg(long)]
+    control_fd: i32,
+    #[arg(long)]
+    control_id: u64,
+    #[arg(long)]
+    reresolve_fd: Option<i32>,
+    #[arg(long)]
+    dns_socket_fd: Option<i32>,
+    #[arg(long)]
+    profile: String,
 }
 
 fn main() -> ExitCode {
+    // Stage 1: parse.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -137,7 +277,13 @@ fn main() -> ExitCode {
             };
         }
     };
-    match run(cli.command) {
+    // Stages 2-4.
+    let result = match cli.command {
+        Cmd::Hidden(hidden) => run_hidden(hidden),
+        command => settings(cli.quiet, cli.verbose).and_then(|ctx| dispatch(&ctx, command)),
+    };
+    // Stage 5: exit.
+    match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("wg-wrap: {e:#}");
@@ -146,86 +292,92 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cmd: Cmd) -> Result<i32> {
-    if let Cmd::Supervise {
-        config_fd,
-        udp_fd,
-        ready_fd,
-        lock_fd,
-        profiles_fd,
-        control_fd,
-        control_id,
-        reresolve_fd,
-        dns_socket_fd,
-        profile,
-    } = cmd
-    {
-        use supervisor::sys::take_inherited_fd;
-        let args = supervisor::run::Args {
-            config: take_inherited_fd(config_fd).context("--config-fd")?,
-            udp: take_inherited_fd(udp_fd).context("--udp-fd")?,
-            ready: ready_fd
-                .map(take_inherited_fd)
-                .transpose()
-                .context("--ready-fd")?,
-            lock: lock_fd
-                .map(take_inherited_fd)
-                .transpose()
-                .context("--lock-fd")?,
-            profiles: take_inherited_fd(profiles_fd).context("--profiles-fd")?,
-            control: take_inherited_fd(control_fd).context("--control-fd")?,
-            control_id,
-            profile,
-        };
-        let reresolve = match (reresolve_fd, dns_socket_fd) {
-            (Some(names), Some(socket)) => Some(
-                supervisor::resolve::Reresolve::from_fds(
-                    take_inherited_fd(names).context("--reresolve-fd")?,
-                    take_inherited_fd(socket).context("--dns-socket-fd")?,
-                )
-                .context("read the endpoint re-resolution handover")?,
-            ),
-            _ => None,
-        };
-        return Ok(supervisor::run::run_with(args, reresolve));
+/// Stage 2: the hidden entry points, before any settings are read.
+fn run_hidden(hidden: Hidden) -> Result<i32> {
+    match hidden {
+        Hidden::Supervise(args) => supervise(args),
+        Hidden::HttpGet { addr, path } => demo::http_get(&addr, &path),
+        Hidden::VirtualPeer { listen, profile } => demo::serve_virtual_peer(&listen, &profile),
+        Hidden::DumpLauncher { path } => launcher::dump_embedded(&path).map(|()| 0),
     }
+}
+
+/// Become the supervisor of a session, with the descriptors the launcher passed.
+fn supervise(a: SuperviseArgs) -> Result<i32> {
+    use supervisor::sys::take_inherited_fd;
+    let optional = |fd: Option<i32>, what: &str| {
+        fd.map(take_inherited_fd)
+            .transpose()
+            .with_context(|| what.to_owned())
+    };
+    let args = supervisor::run::Args {
+        config: take_inherited_fd(a.config_fd).context("--config-fd")?,
+        udp: take_inherited_fd(a.udp_fd).context("--udp-fd")?,
+        ready: optional(a.ready_fd, "--ready-fd")?,
+        lock: optional(a.lock_fd, "--lock-fd")?,
+        profiles: take_inherited_fd(a.profiles_fd).context("--profiles-fd")?,
+        control: take_inherited_fd(a.control_fd).context("--control-fd")?,
+        control_id: a.control_id,
+        profile: a.profile,
+    };
+    let reresolve = match (a.reresolve_fd, a.dns_socket_fd) {
+        (Some(names), Some(socket)) => Some(
+            supervisor::resolve::Reresolve::from_fds(
+                take_inherited_fd(names).context("--reresolve-fd")?,
+                take_inherited_fd(socket).context("--dns-socket-fd")?,
+            )
+            .context("read the endpoint re-resolution handover")?,
+        ),
+        _ => None,
+    };
+    Ok(supervisor::run::run_with(args, reresolve))
+}
+
+/// Stage 3: where things are, the user's defaults, and how much to say.
+fn settings(quiet: bool, verbose: bool) -> Result<commands::Ctx> {
     let dirs = dirs::Dirs::from_env();
     let settings = settings::Settings::load(&dirs.config)?;
-    let ctx = commands::Ctx {
+    let verbosity = match (quiet, verbose) {
+        (true, _) => progress::Verbosity::Quiet,
+        (false, true) => progress::Verbosity::Verbose,
+        (false, false) => progress::Verbosity::Normal,
+    };
+    Ok(commands::Ctx {
         dirs: dirs.with_settings(&settings),
         settings,
-    };
+        feedback: progress::Feedback::new(verbosity),
+    })
+}
+
+/// Stage 4: one call per subcommand into the module that owns it.
+fn dispatch(ctx: &commands::Ctx, command: Cmd) -> Result<i32> {
     let runtime = || runtime::Runtime::open(&ctx.dirs);
-    match cmd {
+    match command {
         Cmd::Up {
             profile,
             wait,
             foreground,
         } => {
-            let wait = match wait.as_deref() {
-                None => None,
-                Some("") => Some(ctx.settings.wait_timeout_secs.unwrap_or(10)),
-                Some(s) => Some(
-                    s.parse::<u64>()
-                        .with_context(|| format!("--wait {s:?}: not a number of seconds"))?,
-                ),
-            };
             let opts = commands::UpOptions {
-                wait: wait.map(Duration::from_secs),
+                wait: wait.timeout(&ctx.settings),
                 foreground,
             };
-            commands::up(&ctx, &profile, &opts).map(|()| 0)
+            commands::up(ctx, &profile, &opts).map(|()| 0)
         }
-        Cmd::Down { profile, now } => commands::down(&ctx, &profile, now).map(|()| 0),
-        Cmd::Exec { profile, command } => commands::exec(&ctx, &profile, &command).map(|()| 0),
+        Cmd::Down { profile, now } => commands::down(ctx, &profile, now).map(|()| 0),
+        Cmd::Exec { profile, command } => commands::exec(ctx, &profile, &command).map(|()| 0),
+        Cmd::Shell { profile } => shell::run(ctx, profile.as_deref()).map(|()| 0),
         Cmd::Status { profile, json } => status::status(&runtime()?, profile.as_deref(), json),
-        Cmd::List { json } => status::list(&runtime()?, json),
+        Cmd::List { json } => status::list(&runtime()?, &ctx.dirs.config, json),
         Cmd::Show { profile } => show::run(&profile::resolve(&profile, &ctx.dirs.config)?),
-        Cmd::Reload { profile } => commands::reload(&ctx, &profile),
+        Cmd::Reload { profile } => commands::reload(ctx, &profile),
+        Cmd::Import { file, name, force } => {
+            import::run(&ctx.dirs.config, &file, name.as_deref(), force)
+        }
+        Cmd::Genkey => keys::genkey(),
+        Cmd::Pubkey => keys::pubkey(),
+        Cmd::Genpsk => keys::genpsk(),
         Cmd::Demo { command } => demo::run(&ctx.dirs, &command),
-        Cmd::Supervise { .. } => unreachable!("handled above"),
-        Cmd::HttpGet { addr, path } => demo::http_get(&addr, &path),
-        Cmd::VirtualPeer { listen, profile } => demo::serve_virtual_peer(&listen, &profile),
-        Cmd::DumpLauncher { path } => launcher::dump_embedded(&path).map(|()| 0),
+        Cmd::Hidden(hidden) => run_hidden(hidden),
     }
 }

@@ -82,13 +82,49 @@ pub fn status(runtime: &Runtime, profile: Option<&str>, json: bool) -> Result<i3
     Ok(0)
 }
 
-pub fn list(runtime: &Runtime, json: bool) -> Result<i32> {
+/// `list --json`: the running sessions as `status --json` shows them, and the names
+/// of the profiles in the config directory that are not running.
+#[derive(Serialize)]
+struct ListDoc {
+    profiles: Vec<SessionStatus>,
+    not_running: Vec<String>,
+}
+
+/// Names of the profiles with a live session.
+pub fn running_names(runtime: &Runtime) -> Result<Vec<String>> {
+    Ok(all(runtime)?.into_iter().map(|s| s.name).collect())
+}
+
+/// Names of the `NAME.conf` profiles in `config_dir` (sorted; none if it is missing).
+pub fn profiles_in(config_dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(config_dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".conf")?.to_owned();
+            crate::profile::check_name(&stem).ok().map(|()| stem)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn list(runtime: &Runtime, config_dir: &std::path::Path, json: bool) -> Result<i32> {
     let sessions = all(runtime)?;
+    let not_running: Vec<String> = profiles_in(config_dir)
+        .into_iter()
+        .filter(|n| !sessions.iter().any(|s| &s.name == n))
+        .collect();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&StatusDoc { profiles: sessions })?
-        );
+        let doc = ListDoc {
+            profiles: sessions,
+            not_running,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(0);
     }
     let now = now_unix();
@@ -109,6 +145,9 @@ pub fn list(runtime: &Runtime, json: bool) -> Result<i32> {
             handshake,
             if s.held { "\theld" } else { "" }
         );
+    }
+    for name in &not_running {
+        println!("{name}\tnot running");
     }
     Ok(0)
 }
@@ -168,9 +207,14 @@ pub fn render(s: &SessionStatus, now: u64) -> String {
     t
 }
 
-pub fn reload(runtime: &Runtime, name: &str, prepared: &sessions::Prepared) -> Result<i32> {
+pub fn reload(
+    feedback: &crate::progress::Feedback,
+    runtime: &Runtime,
+    name: &str,
+    prepared: &sessions::Prepared,
+) -> Result<i32> {
     let Some(dir) = runtime.existing_profile_dir(name)? else {
-        bail!("{name} has no session to reload");
+        bail!("{name} has no session to reload: start it with `wg-wrap up {name}`");
     };
     let locked = supervisor::profile_dir::lock_profile(
         runtime.profiles.as_fd(),
@@ -179,7 +223,7 @@ pub fn reload(runtime: &Runtime, name: &str, prepared: &sessions::Prepared) -> R
     )?;
     drop(dir);
     let Some(live) = sessions::find_live(locked.dir.as_fd())? else {
-        bail!("{name} has no session to reload");
+        bail!("{name} has no session to reload: start it with `wg-wrap up {name}`");
     };
     let (request, body) =
         control::reload_request(&wgconf::render(&prepared.config), &prepared.reresolve);
@@ -200,10 +244,10 @@ pub fn reload(runtime: &Runtime, name: &str, prepared: &sessions::Prepared) -> R
             reply.error.unwrap_or_default()
         );
     }
-    println!(
-        "wg-wrap: {name} reloaded: {} peer(s) kept, {} renewed, {} added, {} removed",
+    feedback.info(&format!(
+        "{name} reloaded: {} peer(s) kept, {} renewed, {} added, {} removed",
         reply.kept, reply.replaced, reply.added, reply.removed
-    );
+    ));
     Ok(0)
 }
 

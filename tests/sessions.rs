@@ -484,7 +484,7 @@ fn runtime_dir_owned_by_someone_else_is_refused() {
 fn up_wait_returns_after_a_handshake_or_fails_clearly() {
     let sb = Sandbox::new();
     let (peer, client) = sb.virtual_peer("work");
-    let out = sb.run(sb.wg_wrap(&["up", "--wait", "10", "work"]));
+    let out = sb.run(sb.wg_wrap(&["up", "--wait-timeout", "10", "work"]));
     assert_success(&out);
     let doc = status_json(&sb, "work");
     assert!(
@@ -500,7 +500,7 @@ fn up_wait_returns_after_a_handshake_or_fails_clearly() {
         &key_to_base64(&stranger),
     );
     sb.write_profile("wrong", &text);
-    let out = sb.run(sb.wg_wrap(&["up", "--wait", "2", "wrong"]));
+    let out = sb.run(sb.wg_wrap(&["up", "--wait-timeout", "2", "wrong"]));
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no peer completed a handshake"),
