@@ -60,10 +60,10 @@ const DEFAULT_WAIT_SECS: u64 = 10;
     version,
     about = "Run programs through a rootless WireGuard tunnel",
     after_help = "Examples:
-  wg-wrap import work.conf                       # check a wg-quick file, copy it to ~/.config/wg-wrap/
+  wg-wrap import home.conf                       # check a wg-quick file, copy it to ~/.config/wg-wrap/
   wg-wrap exec work -- curl http://intranet/     # run one command through the tunnel
-  wg-wrap up --wait work                         # keep the tunnel up, wait for a handshake
-  wg-wrap down work                              # and end it again"
+  wg-wrap up --wait work                         # keep the tunnel up; wait for a handshake
+  wg-wrap shell work                             # your $SHELL inside the tunnel"
 )]
 struct Cli {
     /// Say nothing but warnings and errors.
@@ -162,7 +162,7 @@ enum Cmd {
     },
     /// Check a wg-quick file and copy it into the config dir as profile NAME (mode 0600).
     #[command(after_help = "Examples:
-  wg-wrap import work.conf                       # becomes profile work
+  wg-wrap import home.conf                       # becomes profile home
   wg-wrap import home.conf home-vpn              # under another name
   wg-wrap import --force work.conf               # replace an existing profile")]
     Import {

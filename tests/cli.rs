@@ -157,7 +157,11 @@ fn import_checks_copies_privately_and_list_shows_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid AllowedIPs"), "{err}");
     assert!(err.contains("unknown key \"Bogus\""), "{err}");
-    assert_eq!(err.lines().filter(|l| l.starts_with("vpn.conf:")).count(), 2, "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("vpn.conf:")).count(),
+        2,
+        "{err}"
+    );
     assert_eq!(config_listing(&sb), ["work.conf"]);
 
     // A good file is copied byte for byte, mode 0600, even from a 0644 file.
