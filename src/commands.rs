@@ -22,8 +22,12 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 const DOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn lock(runtime: &Runtime, name: &str) -> Result<LockedProfile> {
-    lock_profile(runtime.profiles.as_fd(), name, LOCK_TIMEOUT)
-        .with_context(|| format!("lock profile {name}"))
+    lock_profile(runtime.profiles.as_fd(), name, LOCK_TIMEOUT).with_context(|| {
+        format!(
+            "lock profile {name} (another wg-wrap command is starting or stopping it: let it \
+                 finish, then try again)"
+        )
+    })
 }
 
 /// What every command needs: where things are and the user's defaults.
@@ -76,7 +80,12 @@ pub fn live_or_start(
         name,
         &prepared,
     )
-    .with_context(|| format!("start profile {name}"))?;
+    .with_context(|| {
+        format!(
+            "start profile {name} (`wg-wrap up --foreground {name}` shows the supervisor's \
+             messages on the terminal)"
+        )
+    })?;
     Ok((live, true))
 }
 

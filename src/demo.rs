@@ -72,7 +72,10 @@ pub fn run(dirs: &Dirs, command: &[OsString]) -> Result<i32> {
     peer.stop();
     let status = status?;
     if !ended {
-        anyhow::bail!("the demo session did not end within {TEARDOWN_TIMEOUT:?}");
+        anyhow::bail!(
+            "the demo session did not end within {TEARDOWN_TIMEOUT:?}: a process it started may \
+             still run (`wg-wrap list` shows the session; `wg-wrap down --now NAME` ends it)"
+        );
     }
     Ok(spawn::shell_status(status))
 }

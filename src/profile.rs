@@ -46,14 +46,31 @@ pub fn check_name(name: &str) -> Result<()> {
 
 /// Read and parse a profile; every error is reported with `file:line:`.
 pub fn load(profile: &ProfileRef) -> Result<wgconf::Parsed> {
-    let text = std::fs::read_to_string(&profile.path)
-        .with_context(|| format!("cannot read profile {}", profile.path.display()))?;
+    let text = std::fs::read_to_string(&profile.path).map_err(|e| unreadable(profile, e))?;
     wgconf::parse(&text).map_err(|errors| {
         anyhow::anyhow!(
-            "{}",
-            errors.display_with_path(&profile.path.display().to_string())
+            "{}\nfix the lines above (`wg-wrap show {}` checks the file again)",
+            errors.display_with_path(&profile.path.display().to_string()),
+            profile.path.display()
         )
     })
+}
+
+/// Why a profile cannot be read, and what to do about it.
+pub fn unreadable(profile: &ProfileRef, e: std::io::Error) -> anyhow::Error {
+    let path = profile.path.display();
+    if e.kind() == std::io::ErrorKind::NotFound {
+        anyhow::anyhow!(
+            "no profile {}: {path} does not exist (import a wg-quick file with `wg-wrap import \
+             FILE {}`, or give the path of a .conf; `wg-wrap list` shows your profiles)",
+            profile.name,
+            profile.name
+        )
+    } else {
+        anyhow::Error::from(e).context(format!(
+            "cannot read profile {path} (it must be readable by you: `chmod 600` it)"
+        ))
+    }
 }
 
 /// Resolve hostname endpoints on the host network (never through the tunnel).
@@ -62,9 +79,16 @@ pub fn resolve_endpoints(config: &mut Config) -> Result<()> {
         if let Some(Endpoint::Host { host, port }) = &peer.endpoint {
             let addr = (host.as_str(), *port)
                 .to_socket_addrs()
-                .with_context(|| format!("cannot resolve endpoint {host}:{port}"))?
+                .with_context(|| {
+                    format!(
+                        "cannot resolve endpoint {host}:{port} on the host (check the \
+                         profile's Endpoint and this machine's network and DNS)"
+                    )
+                })?
                 .next()
-                .with_context(|| format!("endpoint {host}:{port} has no address"))?;
+                .with_context(|| {
+                    format!("endpoint {host}:{port} has no address (check the profile's Endpoint)")
+                })?;
             peer.endpoint = Some(Endpoint::Addr(addr));
         }
     }

@@ -79,13 +79,15 @@ fn check_private(fd: &OwnedFd) -> Result<()> {
     let uid = rustix::process::getuid().as_raw();
     if st.st_uid != uid {
         bail!(
-            "it is owned by uid {}, not by you (uid {uid}); refusing to use it",
+            "it is owned by uid {}, not by you (uid {uid}); refusing to use it: point \
+             $WG_WRAP_RUNTIME_DIR (or runtime_dir in config.toml) at a directory of your own",
             st.st_uid
         );
     }
     if st.st_mode & 0o022 != 0 {
         bail!(
-            "others can write to it (mode {:o}); refusing to use it",
+            "others can write to it (mode {:o}); refusing to use it: `chmod go-w` it, or \
+             point $WG_WRAP_RUNTIME_DIR at a private directory",
             st.st_mode & 0o7777
         );
     }

@@ -29,7 +29,13 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        Settings::parse(&text).with_context(|| format!("invalid settings in {}", path.display()))
+        Settings::parse(&text).with_context(|| {
+            format!(
+                "invalid settings in {} (fix the key named below; README's Profiles section lists \
+                 the keys)",
+                path.display()
+            )
+        })
     }
 
     pub fn parse(text: &str) -> Result<Settings> {

@@ -1,7 +1,7 @@
 //! `show PROFILE`: the profile as wg-wrap understands it, keys redacted.
 
 use crate::profile::ProfileRef;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::os::unix::fs::PermissionsExt;
 
 /// Exit status when the profile has errors (they are the user's, not wg-wrap's).
@@ -37,7 +37,7 @@ pub fn redacted(config: &wgconf::Config) -> String {
 
 pub fn run(profile: &ProfileRef) -> Result<i32> {
     let text = std::fs::read_to_string(&profile.path)
-        .with_context(|| format!("cannot read profile {}", profile.path.display()))?;
+        .map_err(|e| crate::profile::unreadable(profile, e))?;
     let path = profile.path.display().to_string();
     if let Some(w) = permission_warning(profile) {
         eprintln!("wg-wrap: warning: {w}");

@@ -24,7 +24,7 @@ fn control_name(state: &SessionState) -> String {
 fn unreachable(name: &str) -> String {
     format!(
         "ask the supervisor of {name} (its control socket is only reachable from outside \
-         the session, never from a wrapped program)"
+         the session, never from a wrapped program: run this outside the wrap)"
     )
 }
 
