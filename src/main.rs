@@ -67,10 +67,16 @@ const DEFAULT_WAIT_SECS: u64 = 10;
 )]
 struct Cli {
     /// Say nothing but warnings and errors.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        display_order = 100
+    )]
     quiet: bool,
     /// While waiting, also show handshakes, endpoints and the supervisor's log lines.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, display_order = 101)]
     verbose: bool,
     #[command(subcommand)]
     command: Cmd,
@@ -379,5 +385,68 @@ fn dispatch(ctx: &commands::Ctx, command: Cmd) -> Result<i32> {
         Cmd::Genpsk => keys::genpsk(),
         Cmd::Demo { command } => demo::run(&ctx.dirs, &command),
         Cmd::Hidden(hidden) => run_hidden(hidden),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("wg-wrap").chain(args.iter().copied()))
+    }
+
+    fn up_wait(args: &[&str], settings: &settings::Settings) -> (String, Option<Duration>) {
+        match parse(args).unwrap().command {
+            Cmd::Up { profile, wait, .. } => (profile, wait.timeout(settings)),
+            _ => panic!("not up"),
+        }
+    }
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn wait_is_a_flag_so_the_profile_may_follow_it() {
+        let none = settings::Settings::default();
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(
+            up_wait(&["up", "--wait", "work"], &none),
+            ("work".into(), secs(10))
+        );
+        assert_eq!(
+            up_wait(&["up", "work", "--wait"], &none),
+            ("work".into(), secs(10))
+        );
+        assert_eq!(up_wait(&["up", "work"], &none), ("work".into(), None));
+        assert_eq!(
+            up_wait(&["up", "--wait-timeout", "30", "work"], &none),
+            ("work".into(), secs(30))
+        );
+        let mine = settings::Settings {
+            wait_timeout_secs: Some(20),
+            ..Default::default()
+        };
+        assert_eq!(up_wait(&["up", "--wait", "work"], &mine).1, secs(20));
+        assert_eq!(
+            up_wait(&["up", "--wait", "--wait-timeout", "5", "work"], &mine).1,
+            secs(5)
+        );
+    }
+
+    #[test]
+    fn contradictions_are_usage_errors() {
+        for args in [
+            &["up", "--foreground", "--wait", "work"][..],
+            &["up", "--foreground", "--wait-timeout", "3", "work"],
+            &["-q", "-v", "up", "work"],
+            &["up", "--wait-timeout", "soon", "work"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+        assert!(parse(&["down", "-q", "work"]).unwrap().quiet);
     }
 }
