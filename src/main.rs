@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+mod check;
 mod commands;
 mod demo;
 mod dirs;
@@ -84,6 +85,16 @@ enum Cmd {
     Show { profile: String },
     /// Apply peer and key changes from PROFILE's file to its running session.
     Reload { profile: String },
+    /// Check that wg-wrap can work here (and with PROFILE, that the profile can); one
+    /// line per check with the fix for each problem; exit 1 if something blocks it.
+    Check {
+        profile: Option<String>,
+        /// Also start a session for PROFILE, wait for the handshake, and end it.
+        #[arg(long, requires = "profile")]
+        connect: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Try wg-wrap against a built-in virtual peer on loopback (no VPN server needed).
     Demo {
         /// Command to run in the tunnel (default: fetch the peer's greeting).
@@ -112,6 +123,11 @@ enum Cmd {
         dns_socket_fd: Option<i32>,
         #[arg(long)]
         profile: String,
+    },
+    #[command(name = "__probe", hide = true)]
+    Probe {
+        #[arg(long)]
+        label: bool,
     },
     #[command(name = "__http-get", hide = true)]
     HttpGet { addr: String, path: String },
@@ -189,6 +205,9 @@ fn run(cmd: Cmd) -> Result<i32> {
         };
         return Ok(supervisor::run::run_with(args, reresolve));
     }
+    if let Cmd::Probe { label } = cmd {
+        return Ok(supervisor::probe::run(&mut std::io::stdout().lock(), label));
+    }
     let dirs = dirs::Dirs::from_env();
     let settings = settings::Settings::load(&dirs.config)?;
     let ctx = commands::Ctx {
@@ -223,7 +242,12 @@ fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Show { profile } => show::run(&profile::resolve(&profile, &ctx.dirs.config)?),
         Cmd::Reload { profile } => commands::reload(&ctx, &profile),
         Cmd::Demo { command } => demo::run(&ctx.dirs, &command),
-        Cmd::Supervise { .. } => unreachable!("handled above"),
+        Cmd::Check {
+            profile,
+            connect,
+            json,
+        } => check::run(&ctx, profile.as_deref(), connect, json),
+        Cmd::Supervise { .. } | Cmd::Probe { .. } => unreachable!("handled above"),
         Cmd::HttpGet { addr, path } => demo::http_get(&addr, &path),
         Cmd::VirtualPeer { listen, profile } => demo::serve_virtual_peer(&listen, &profile),
         Cmd::DumpLauncher { path } => launcher::dump_embedded(&path).map(|()| 0),
