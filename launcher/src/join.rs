@@ -23,6 +23,11 @@ pub fn run(args: &mut Args) -> ! {
         report::usage()
     };
 
+    // Before setns: the label and the exec request are this process's own, but the
+    // /proc to read them from is the caller's.
+    let trampoline =
+        apparmor::leave_profile_on_exec().unwrap_or_else(|(step, errno)| report::fail(step, errno));
+
     let pidfd = sys::take_inherited_fd(pidfd).unwrap_or_else(|e| report::fail(b"pidfd", e));
     let all = ThreadNameSpaceType::USER | ThreadNameSpaceType::NETWORK | ThreadNameSpaceType::MOUNT;
     let net_mnt = ThreadNameSpaceType::NETWORK | ThreadNameSpaceType::MOUNT;
@@ -54,17 +59,14 @@ pub fn run(args: &mut Args) -> ! {
         drop_root_privileges();
     }
 
-    match apparmor::leave_profile_on_exec() {
-        Ok(false) => exec_command(args, &command),
-        Ok(true) => {
-            // Arguments 7.. are the command, after the "--" at 6.
-            let Some(trampoline) = args.reexec_command(7, c"wg-wrap-launcher", c"exec") else {
-                report::usage()
-            };
-            report::fail(b"exec the launcher again", exec::exec_self(&trampoline))
-        }
-        Err((step, errno)) => report::fail(step, errno),
+    if !trampoline {
+        exec_command(args, &command)
     }
+    // Arguments 7.. are the command, after the "--" at 6.
+    let Some(again) = args.reexec_command(7, c"wg-wrap-launcher", c"exec") else {
+        report::usage()
+    };
+    report::fail(b"exec the launcher again", exec::exec_self(&again))
 }
 
 /// `exec -- <argv0> [args...]`: run the command, nothing else (the second half of

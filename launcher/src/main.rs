@@ -34,9 +34,10 @@
 //!    a root caller (root inside, too) then locks SECBIT_NOROOT and empties
 //!    its inheritable and ambient sets, so it also runs without capabilities;
 //! 5. if this process runs under an unconfined-mode AppArmor profile (the
-//!    packages' `wg-wrap` profile), ask for plain `unconfined` on the next exec
-//!    and re-execute itself as `exec -- <argv0> [args...]`, so the command gets
-//!    the confinement it would get outside wg-wrap (see `apparmor`);
+//!    packages' `wg-wrap` profile; checked before step 1, in the caller's
+//!    /proc), re-execute itself as `exec -- <argv0> [args...]` with plain
+//!    `unconfined` requested for that exec, so the command gets the
+//!    confinement it would get outside wg-wrap (see `apparmor`);
 //! 6. exec the command like `execvp`, with argv and environment untouched.
 //!    No capability is raised: a non-zero uid loses them all at exec.
 //!
