@@ -128,3 +128,24 @@ pub fn shell_status(status: ExitStatus) -> i32 {
 pub fn exec(mut cmd: Command) -> anyhow::Error {
     anyhow::Error::from(cmd.exec()).context("execute the launcher")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    #[test]
+    fn a_child_in_a_new_user_namespace() {
+        let mut cmd = Command::new("readlink");
+        cmd.arg("/proc/self/ns/user")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        in_new_user_namespace(&mut cmd);
+        let out = output_timeout(cmd, Duration::from_secs(10)).unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let theirs = String::from_utf8(out.stdout).unwrap();
+        let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
+        assert_ne!(theirs.trim(), ours.to_str().unwrap());
+        assert!(theirs.starts_with("user:["), "{theirs}");
+    }
+}

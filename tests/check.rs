@@ -83,6 +83,12 @@ fn check_passes_here_in_text_and_json() {
         assert_ne!(c["status"], "error", "{c}");
     }
     assert_eq!(check_named(&doc, "probe")["status"], "ok");
+
+    // What the AppArmor child reports (run only where AppArmor is active): no label
+    // on a kernel without it.
+    let out = sb.run(sb.wg_wrap(&["__probe", "--label"]));
+    assert_success(&out);
+    assert_eq!(stdout(&out), "label -\n");
 }
 
 #[test]
