@@ -50,7 +50,7 @@ pub fn checks(ctx: &Ctx, arg: &str, roots: &Roots) -> (Vec<Check>, Option<(Profi
         checks.push(Check::warning(
             "profile",
             w.display_with_path(&path).to_string(),
-            format!("remove the key from {path} (wg-wrap ignores it)"),
+            format!("edit {path} at the line named, or leave it: it does not stop wg-wrap"),
         ));
     }
     let resolv = Roots::read(&roots.etc, "resolv.conf");
