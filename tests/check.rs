@@ -3,7 +3,8 @@
 //! again, a profile without `DNS =` behind a local stub resolver is warned about, and
 //! a `/dev/net/tun` the user cannot open — a mode 0600 device node bind-mounted over
 //! it in a mount namespace of the test's own — fails `check` with the fix, and makes
-//! `exec` exit 125 naming the cause.
+//! `exec` exit 125 naming the cause; in a PID namespace with `vm.memfd_noexec = 2`
+//! the built-in launcher is reported with the fix, and a launcher file passes.
 
 mod common;
 
@@ -199,4 +200,68 @@ fn exec_names_the_cause_when_tun_is_not_usable() {
         sb.wait_no_processes(Duration::from_secs(10)),
         Vec::<u32>::new()
     );
+}
+
+/// `cmd` run in a fresh PID namespace whose `vm.memfd_noexec` is 2 (the sysctl is
+/// per PID namespace, so the host keeps its own).
+fn with_memfd_noexec(cmd: &Command) -> Command {
+    let mut outer = Command::new("unshare");
+    outer
+        .args(["--pid", "--fork", "--", "sh", "-c"])
+        .arg(r#"echo 2 > /proc/sys/vm/memfd_noexec && exec "$@""#)
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .stdin(std::process::Stdio::null());
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            outer.env(key, value);
+        }
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        outer.current_dir(dir);
+    }
+    outer
+}
+
+#[test]
+fn check_names_memfd_noexec_and_accepts_an_installed_launcher() {
+    let sb = Sandbox::new();
+    let out = sb.run(with_memfd_noexec(&sb.wg_wrap(&["check", "--json"])));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let doc = json(&out);
+    let launcher = check_named(&doc, "launcher");
+    assert_eq!(launcher["status"], "error", "{doc:#}");
+    assert!(
+        launcher["message"]
+            .as_str()
+            .unwrap()
+            .contains("vm.memfd_noexec = 2"),
+        "{doc:#}"
+    );
+    assert!(
+        launcher["fix"]
+            .as_str()
+            .unwrap()
+            .contains("wg-wrap __dump-launcher"),
+        "{doc:#}"
+    );
+    assert_eq!(check_named(&doc, "probe")["status"], "error", "{doc:#}");
+
+    // A launcher file (what the packages install) makes it work again.
+    let file = sb.root.join("launcher");
+    let dump = Command::new(&sb.wg_wrap)
+        .arg("__dump-launcher")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_success(&dump);
+    let mut cmd = sb.wg_wrap(&["check", "--json"]);
+    cmd.env("WG_WRAP_LAUNCHER", &file);
+    let out = sb.run(with_memfd_noexec(&cmd));
+    assert_success(&out);
+    let doc = json(&out);
+    assert_eq!(check_named(&doc, "launcher")["status"], "ok", "{doc:#}");
+    assert_eq!(check_named(&doc, "probe")["status"], "ok", "{doc:#}");
 }
