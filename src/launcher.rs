@@ -141,9 +141,13 @@ pub fn dump_embedded(path: &Path) -> anyhow::Result<()> {
 }
 
 /// The installed launcher file beside this binary, if there is one.
-fn installed() -> Option<PathBuf> {
+pub fn installed() -> Option<PathBuf> {
+    installed_path().filter(|path| path.is_file())
+}
+
+/// Where an installed launcher is looked for.
+pub fn installed_path() -> Option<PathBuf> {
     // /proc/self/exe: already absolute with symlinks resolved.
     let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.join(INSTALLED);
-    path.is_file().then_some(path)
+    Some(exe.parent()?.join(INSTALLED))
 }

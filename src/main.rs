@@ -24,6 +24,7 @@
 
 #![deny(unsafe_code)]
 
+mod check;
 mod commands;
 mod demo;
 mod dirs;
@@ -195,6 +196,21 @@ enum Cmd {
   wg-wrap genpsk > preshared.key                 # for PresharedKey on both sides
   wg-wrap genpsk")]
     Genpsk,
+    /// Check that wg-wrap can work here (and with PROFILE, that the profile can); one
+    /// line per check with the fix for each problem; exit 1 if something blocks it.
+    #[command(after_help = "Examples:
+  wg-wrap check                                  # this machine and user
+  wg-wrap check work                             # also the profile: parse, DNS
+  wg-wrap check work --connect --json            # also a real handshake; for scripts")]
+    Check {
+        /// A profile name or a path to a .conf.
+        profile: Option<String>,
+        /// Also start a session for PROFILE, wait for the handshake, and end it.
+        #[arg(long, requires = "profile")]
+        connect: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Try wg-wrap against a built-in virtual peer on loopback (no VPN server needed).
     #[command(after_help = "Examples:
   wg-wrap demo                                   # fetch the virtual peer's greeting
@@ -236,6 +252,11 @@ impl WaitArgs {
 enum Hidden {
     #[command(name = "__supervise", hide = true)]
     Supervise(SuperviseArgs),
+    #[command(name = "__probe", hide = true)]
+    Probe {
+        #[arg(long)]
+        label: bool,
+    },
     #[command(name = "__http-get", hide = true)]
     HttpGet { addr: String, path: String },
     #[command(name = "__virtual-peer", hide = true)]
@@ -302,6 +323,7 @@ fn main() -> ExitCode {
 fn run_hidden(hidden: Hidden) -> Result<i32> {
     match hidden {
         Hidden::Supervise(args) => supervise(args),
+        Hidden::Probe { label } => Ok(supervisor::probe::run(&mut std::io::stdout().lock(), label)),
         Hidden::HttpGet { addr, path } => demo::http_get(&addr, &path),
         Hidden::VirtualPeer { listen, profile } => demo::serve_virtual_peer(&listen, &profile),
         Hidden::DumpLauncher { path } => launcher::dump_embedded(&path).map(|()| 0),
@@ -384,6 +406,11 @@ fn dispatch(ctx: &commands::Ctx, command: Cmd) -> Result<i32> {
         Cmd::Pubkey => keys::pubkey(),
         Cmd::Genpsk => keys::genpsk(),
         Cmd::Demo { command } => demo::run(&ctx.dirs, &command),
+        Cmd::Check {
+            profile,
+            connect,
+            json,
+        } => check::run(ctx, profile.as_deref(), connect, json),
         Cmd::Hidden(hidden) => run_hidden(hidden),
     }
 }

@@ -276,7 +276,11 @@ pub fn start(
     drop(ready_w);
     drop(cmd);
     if !status.success() {
-        bail!("the launcher failed ({status}){}", log_tail(dir));
+        let tail = log_tail(dir);
+        bail!(
+            "the launcher failed ({status}){tail}{}",
+            crate::check::hint::for_launcher_output(&tail)
+        );
     }
     let answer = read_ready(ready_r, READY_TIMEOUT)?;
     // Issue 6 (leak protection): "ready" may be followed by "warning: …" lines.
@@ -285,10 +289,13 @@ pub fn start(
     match answer.trim_end() {
         "ready" => {}
         "" => bail!("the supervisor exited before it was ready{}", log_tail(dir)),
-        other => bail!(
-            "the supervisor could not start the tunnel: {}",
-            other.strip_prefix("error: ").unwrap_or(other)
-        ),
+        other => {
+            let error = other.strip_prefix("error: ").unwrap_or(other);
+            bail!(
+                "the supervisor could not start the tunnel: {error}{}",
+                crate::check::hint::for_supervisor_error(error)
+            )
+        }
     }
     probe(dir).with_context(|| {
         format!(

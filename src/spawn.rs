@@ -40,6 +40,42 @@ pub fn detach(cmd: &mut Command) {
     }
 }
 
+/// Make the child enter a new user namespace before it executes (what `wg-wrap check`
+/// uses to see which AppArmor label a new namespace gets).
+pub fn in_new_user_namespace(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec in the single-threaded child and
+    // makes one syscall; CLONE_FILES is not among the flags (see `unshare_unsafe`).
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER)?;
+            Ok(())
+        });
+    }
+}
+
+/// Run `cmd` to completion with its output captured (it must write little: the
+/// pipes are read once it has exited); killed and an error after `timeout`.
+pub fn output_timeout(mut cmd: Command, timeout: Duration) -> Result<std::process::Output> {
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("start {:?}", cmd.get_program()))?;
+    let status = wait_timeout(&mut child, timeout)?;
+    let mut output = std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    use std::io::Read;
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut output.stdout)?;
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_end(&mut output.stderr)?;
+    }
+    Ok(output)
+}
+
 /// Clear close-on-exec on a descriptor we are about to hand to an exec'd launcher.
 pub fn keep_across_exec(fd: BorrowedFd<'_>) -> Result<()> {
     fcntl_setfd(fd, FdFlags::empty()).context("pass a descriptor to the launcher")
@@ -91,4 +127,25 @@ pub fn shell_status(status: ExitStatus) -> i32 {
 /// Replace this process with `cmd`; only returns on failure.
 pub fn exec(mut cmd: Command) -> anyhow::Error {
     anyhow::Error::from(cmd.exec()).context("execute the launcher")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    #[test]
+    fn a_child_in_a_new_user_namespace() {
+        let mut cmd = Command::new("readlink");
+        cmd.arg("/proc/self/ns/user")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        in_new_user_namespace(&mut cmd);
+        let out = output_timeout(cmd, Duration::from_secs(10)).unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let theirs = String::from_utf8(out.stdout).unwrap();
+        let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
+        assert_ne!(theirs.trim(), ours.to_str().unwrap());
+        assert!(theirs.starts_with("user:["), "{theirs}");
+    }
 }

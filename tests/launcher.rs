@@ -488,6 +488,110 @@ fn join_works_nested_inside_the_session() {
     );
 }
 
+#[test]
+fn join_leaves_an_unconfined_mode_apparmor_profile_through_a_trampoline() {
+    // This kernel may have no AppArmor: the label files are faked with bind mounts
+    // over this child's own /proc/PID/attr files (the PID survives the exec), in a
+    // mount namespace of its own. That needs root.
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root: it bind-mounts fake AppArmor label files"
+    );
+    let root = User {
+        uid: 0,
+        gid: 0,
+        switch: None,
+    };
+    let holder = Holder::start(&root);
+    let bin = root.launcher_file();
+    let dir = TempDir::new();
+    let argv = ["sh", "-c", r#"printf '[%s]' "$0" "$@""#, "zero", "a b", ""];
+    for (label, leaves) in [
+        ("wg-wrap (unconfined)\n", true),
+        ("unconfined\n", false),
+        ("wg-wrap (enforce)\n", false),
+    ] {
+        let current = dir.path().join("current");
+        let exec = dir.path().join("exec");
+        fs::write(&current, label).unwrap();
+        fs::write(&exec, "").unwrap();
+        let mut command = holder.join(&root, &bin, "/", &argv);
+        with_fake_label_files(&mut command, &current, &exec);
+        let output = run(&mut command);
+        assert!(output.status.success(), "{label:?}: {output:?}");
+        assert_eq!(stdout(&output), "[zero][a b][]", "{label:?}");
+        let requested = fs::read_to_string(&exec).unwrap();
+        if leaves {
+            assert_eq!(requested, "exec unconfined", "{label:?}");
+        } else {
+            assert_eq!(requested, "", "{label:?}");
+        }
+    }
+}
+
+#[test]
+fn exec_mode_runs_the_command_like_execvp() {
+    let user = unprivileged();
+    let bin = user.launcher_file();
+    let output = run(user.command(&bin).args([
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        r#"printf '[%s]' "$@""#,
+        "sh",
+        "x y",
+    ]));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout(&output), "[x y]");
+    let output = run(user
+        .command(&bin)
+        .args(["exec", "--", "wg-wrap-no-such-command"]));
+    assert_eq!(output.status.code(), Some(127), "{output:?}");
+    let output = run(user.command(&bin).args(["exec", "sh"]));
+    assert_eq!(output.status.code(), Some(125), "{output:?}");
+}
+
+/// Make the child see `current` and `exec` as its AppArmor attr files: in a mount
+/// namespace of its own, bind them over /proc/self/attr/apparmor/{current,exec} or,
+/// where that directory does not exist, /proc/self/attr/{current,exec}.
+fn with_fake_label_files(command: &mut Command, current: &Path, exec: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = if Path::new("/proc/self/attr/apparmor").exists() {
+        "/proc/self/attr/apparmor"
+    } else {
+        "/proc/self/attr"
+    };
+    let cstr = |p: &[u8]| CString::new(p).unwrap();
+    let mounts = [
+        (
+            cstr(current.as_os_str().as_bytes()),
+            cstr(format!("{dir}/current").as_bytes()),
+        ),
+        (
+            cstr(exec.as_os_str().as_bytes()),
+            cstr(format!("{dir}/exec").as_bytes()),
+        ),
+    ];
+    // SAFETY: between fork and exec the closure makes only syscalls on strings
+    // prepared before the fork; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
+            rustix::mount::mount_change(
+                c"/",
+                rustix::mount::MountPropagationFlags::REC
+                    | rustix::mount::MountPropagationFlags::PRIVATE,
+            )?;
+            for (source, target) in &mounts {
+                rustix::mount::mount_bind(source.as_c_str(), target.as_c_str())?;
+            }
+            Ok(())
+        });
+    }
+}
+
 // ------------------------------------------------------------------ helpers
 
 /// Who the launcher runs as.

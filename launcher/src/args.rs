@@ -11,10 +11,13 @@ use core::ffi::CStr;
 ///
 /// Invariant: `argv[0..argc]` are NUL-terminated strings and `argv[argc]` is
 /// NULL; `envp` is a NULL-terminated array of NUL-terminated strings; all of
-/// it stays valid and unmodified for the life of the process.
+/// it stays valid for the life of the process, and the strings unmodified.
+/// The pointer array lies in this process's writable initial stack; only
+/// [`Args::reexec_command`] changes it, and only to point at other
+/// `'static` strings.
 pub struct Args {
     argc: usize,
-    argv: *const *const u8,
+    argv: *mut *const u8,
     envp: *const *const u8,
 }
 
@@ -31,7 +34,7 @@ impl Args {
     ///
     /// The arguments must be those the kernel passed to the program (as
     /// origin hands them to `origin_main`), satisfying the type's invariant.
-    pub unsafe fn from_raw(argc: usize, argv: *const *const u8, envp: *const *const u8) -> Self {
+    pub unsafe fn from_raw(argc: usize, argv: *mut *const u8, envp: *const *const u8) -> Self {
         Args { argc, argv, envp }
     }
 
@@ -50,7 +53,36 @@ impl Args {
         let name = self.get(i)?;
         Some(Command {
             // In bounds (`i < argc`), and still NULL-terminated by `argv[argc]`.
-            argv: self.argv.wrapping_add(i),
+            argv: self.argv.wrapping_add(i).cast_const(),
+            envp: self.envp,
+            name,
+        })
+    }
+
+    /// The command `<name> <mode> -- <arguments i..>`, to execute this launcher
+    /// again with the tail of its arguments: the two argv slots before
+    /// `argv[i - 1]`, which must be `--`, are pointed at `name` and `mode`.
+    /// Strings that [`Args::get`] returned stay valid (only pointers change),
+    /// and so do [`Command`]s made earlier for index `i` or later.
+    pub fn reexec_command(
+        &mut self,
+        i: usize,
+        name: &'static CStr,
+        mode: &'static CStr,
+    ) -> Option<Command> {
+        if i < 3 || i >= self.argc || self.get(i - 1) != Some(c"--") {
+            return None;
+        }
+        // SAFETY: `i - 3` and `i - 2` are below `argc`, so both slots are in the
+        // argv array, which the kernel placed in this process's writable stack
+        // and nothing else reads concurrently (single-threaded). The new values
+        // point at 'static NUL-terminated strings, so the invariant holds.
+        unsafe {
+            *self.argv.add(i - 3) = name.as_ptr().cast();
+            *self.argv.add(i - 2) = mode.as_ptr().cast();
+        }
+        Some(Command {
+            argv: self.argv.wrapping_add(i - 3).cast_const(),
             envp: self.envp,
             name,
         })

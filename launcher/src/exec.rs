@@ -88,6 +88,12 @@ pub fn exec_fd(fd: BorrowedFd<'_>, command: &Command) -> Errno {
     }
 }
 
+/// Executes this very program again (`/proc/self/exe`, which also works for a
+/// memfd); returns only on failure.
+pub fn exec_self(command: &Command) -> Errno {
+    exec_path(c"/proc/self/exe", command)
+}
+
 /// Executes the file at `path`, like `execve`; returns only on failure.
 fn exec_path(path: &CStr, command: &Command) -> Errno {
     // SAFETY: as in `exec_fd`.

@@ -6,10 +6,10 @@ use rustix::fd::AsFd;
 use rustix::io::Errno;
 use rustix::thread::{self, ThreadNameSpaceType};
 
-use crate::args::{self, Args};
-use crate::{exec, report, sys};
+use crate::args::{self, Args, Command};
+use crate::{apparmor, exec, report, sys};
 
-pub fn run(args: &Args) -> ! {
+pub fn run(args: &mut Args) -> ! {
     let number = |i| args.get(i).and_then(args::decimal);
     let (Some(pidfd), Some(dev), Some(ino), Some(cwd)) =
         (number(2), number(3), number(4), args.get(5))
@@ -22,6 +22,11 @@ pub fn run(args: &Args) -> ! {
     let Some(command) = args.command(7) else {
         report::usage()
     };
+
+    // Before setns: the label and the exec request are this process's own, but the
+    // /proc to read them from is the caller's.
+    let trampoline =
+        apparmor::leave_profile_on_exec().unwrap_or_else(|(step, errno)| report::fail(step, errno));
 
     let pidfd = sys::take_inherited_fd(pidfd).unwrap_or_else(|e| report::fail(b"pidfd", e));
     let all = ThreadNameSpaceType::USER | ThreadNameSpaceType::NETWORK | ThreadNameSpaceType::MOUNT;
@@ -54,7 +59,31 @@ pub fn run(args: &Args) -> ! {
         drop_root_privileges();
     }
 
-    let errno = exec::exec_search(&command, args.env(b"PATH"));
+    if !trampoline {
+        exec_command(args, &command)
+    }
+    // Arguments 7.. are the command, after the "--" at 6.
+    let Some(again) = args.reexec_command(7, c"wg-wrap-launcher", c"exec") else {
+        report::usage()
+    };
+    report::fail(b"exec the launcher again", exec::exec_self(&again))
+}
+
+/// `exec -- <argv0> [args...]`: run the command, nothing else (the second half of
+/// leaving an AppArmor profile, see `apparmor`).
+pub fn run_exec(args: &Args) -> ! {
+    if args.get(2) != Some(c"--") {
+        report::usage()
+    }
+    let Some(command) = args.command(3) else {
+        report::usage()
+    };
+    exec_command(args, &command)
+}
+
+/// Exec `command` like `execvp`, or report why not in the shell's way.
+fn exec_command(args: &Args, command: &Command) -> ! {
+    let errno = exec::exec_search(command, args.env(b"PATH"));
     let name = command.name().to_bytes();
     report::exec_failed(name, !name.contains(&b'/'), errno)
 }

@@ -33,8 +33,15 @@
 //! 4. `chdir(cwd)`: entering a mount namespace resets the working directory;
 //!    a root caller (root inside, too) then locks SECBIT_NOROOT and empties
 //!    its inheritable and ambient sets, so it also runs without capabilities;
-//! 5. exec the command like `execvp`, with argv and environment untouched.
+//! 5. if this process runs under an unconfined-mode AppArmor profile (the
+//!    packages' `wg-wrap` profile; checked before step 1, in the caller's
+//!    /proc), re-execute itself as `exec -- <argv0> [args...]` with plain
+//!    `unconfined` requested for that exec, so the command gets the
+//!    confinement it would get outside wg-wrap (see `apparmor`);
+//! 6. exec the command like `execvp`, with argv and environment untouched.
 //!    No capability is raised: a non-zero uid loses them all at exec.
+//!
+//! `wg-wrap-launcher exec -- <argv0> [args...]` is step 6 alone.
 //!
 //! Failures print `wg-wrap: <step>: <ERRNO>` and exit 125; exec failures
 //! follow the shell: 127 for a command not found, 126 otherwise.
@@ -46,10 +53,14 @@
 // Linked for its `_start` and mem* functions; nothing here names it.
 extern crate origin;
 
+mod apparmor;
 mod args;
 mod create;
 mod exec;
 mod join;
+// `has_profile` is for `wg-wrap check`, which includes this file too.
+#[allow(dead_code)]
+mod label;
 mod report;
 mod sys;
 
@@ -61,10 +72,11 @@ use args::Args;
 unsafe fn origin_main(argc: usize, argv: *mut *mut u8, envp: *mut *mut u8) -> i32 {
     // SAFETY: origin hands over argc/argv/envp exactly as the kernel laid
     // them out on the initial stack, which is what `Args::from_raw` requires.
-    let args = unsafe { Args::from_raw(argc, argv.cast_const().cast(), envp.cast_const().cast()) };
+    let mut args = unsafe { Args::from_raw(argc, argv.cast(), envp.cast_const().cast()) };
     match args.get(1).map(|mode| mode.to_bytes()) {
         Some(b"create") => create::run(&args),
-        Some(b"join") => join::run(&args),
+        Some(b"join") => join::run(&mut args),
+        Some(b"exec") => join::run_exec(&args),
         _ => report::usage(),
     }
 }

@@ -164,6 +164,7 @@ pub fn exec_failed(name: &[u8], searched: bool, errno: Errno) -> ! {
 pub fn usage() -> ! {
     failed(
         b"usage: wg-wrap-launcher create [--detach] <exe-fd> -- <argv0> [args...] | \
-          join <pidfd> <netns-dev> <netns-ino> <cwd> -- <argv0> [args...]",
+          join <pidfd> <netns-dev> <netns-ino> <cwd> -- <argv0> [args...] | \
+          exec -- <argv0> [args...]",
     )
 }

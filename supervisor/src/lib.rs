@@ -40,6 +40,8 @@ pub mod dns;
 #[cfg(target_os = "linux")]
 pub mod isolation;
 pub mod netsetup;
+#[cfg(target_os = "linux")]
+pub mod probe;
 pub mod routing;
 pub mod session;
 

@@ -93,6 +93,7 @@ impl Sandbox {
         let wg_wrap = root.join("wg-wrap");
         std::fs::copy(WG_WRAP, &wg_wrap).expect("copy the wg-wrap binary");
         std::fs::set_permissions(&wg_wrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+        wait_until_executable(&wg_wrap);
         // --pdeathsig: a killed test binary takes its namespace holder with it.
         let holder = Command::new("setpriv")
             .args([
@@ -293,6 +294,23 @@ impl Drop for Sandbox {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Wait until a freshly copied program can be executed. A child that another test
+/// thread forked while the copy was open for writing holds that descriptor until it
+/// executes, and until then exec of the copy fails with ETXTBSY. Once one exec
+/// works, no writer is left and none can appear.
+fn wait_until_executable(program: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Command::new(program).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(26) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("cannot execute {}: {e}", program.display()),
+            Ok(_) => return,
+        }
     }
 }
 
