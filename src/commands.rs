@@ -12,8 +12,8 @@ use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use supervisor::profile_dir::{lock_profile, remove_profile_dir, LockedProfile};
-use supervisor::session::processes_in_netns;
+use supervisor::contract::profile_dir::{lock_profile, remove_profile_dir, LockedProfile};
+use supervisor::contract::state::processes_in_netns;
 
 /// How long a command waits for another wg-wrap holding the profile lock.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,7 +49,7 @@ fn load_config(ctx: &Ctx, profile: &ProfileRef) -> Result<Prepared> {
     }
     // Names first (the supervisor re-resolves them later, on the host network), then
     // resolve them now, on the host.
-    let reresolve = supervisor::resolve::Handover::for_profile(
+    let reresolve = supervisor::reresolve::Handover::for_profile(
         &config,
         &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     );
@@ -165,7 +165,7 @@ pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
     };
     sessions::set_hold(locked.dir.as_fd(), false)?;
     // Registered processes, and whatever they left running in the namespace.
-    let mut users = supervisor::profile_dir::live_registrations(locked.dir.as_fd());
+    let mut users = supervisor::contract::profile_dir::live_registrations(locked.dir.as_fd());
     for pid in processes_in_netns(live.state.netns, live.state.supervisor_pid) {
         if !users.contains(&pid) {
             users.push(pid);
@@ -176,7 +176,7 @@ pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
         // The supervisor ends every wrapped process (TERM, then KILL) and exits.
         rustix::process::pidfd_send_signal(&live.pidfd, rustix::process::Signal::TERM)
             .context("signal the supervisor")?;
-        supervisor::lifecycle::STOP_GRACE + DOWN_TIMEOUT
+        supervisor::session::lifecycle::STOP_GRACE + DOWN_TIMEOUT
     } else if !users.is_empty() {
         println!(
             "wg-wrap: {} stays up while {} wrapped process(es) run: {:?} (`down --now` ends them)",

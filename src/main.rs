@@ -161,7 +161,7 @@ fn run(cmd: Cmd) -> Result<i32> {
     } = cmd
     {
         use supervisor::sys::take_inherited_fd;
-        let args = supervisor::run::Args {
+        let args = supervisor::session::run::Args {
             config: take_inherited_fd(config_fd).context("--config-fd")?,
             udp: take_inherited_fd(udp_fd).context("--udp-fd")?,
             ready: ready_fd
@@ -179,7 +179,7 @@ fn run(cmd: Cmd) -> Result<i32> {
         };
         let reresolve = match (reresolve_fd, dns_socket_fd) {
             (Some(names), Some(socket)) => Some(
-                supervisor::resolve::Reresolve::from_fds(
+                supervisor::reresolve::Reresolve::from_fds(
                     take_inherited_fd(names).context("--reresolve-fd")?,
                     take_inherited_fd(socket).context("--dns-socket-fd")?,
                 )
@@ -187,7 +187,7 @@ fn run(cmd: Cmd) -> Result<i32> {
             ),
             _ => None,
         };
-        return Ok(supervisor::run::run_with(args, reresolve));
+        return Ok(supervisor::session::run::run_with(args, reresolve));
     }
     let dirs = dirs::Dirs::from_env();
     let settings = settings::Settings::load(&dirs.config)?;

@@ -3,7 +3,7 @@
 //! processes and starting a supervisor.
 //!
 //! Every function that reads or changes a profile's state expects the caller to hold
-//! the profile lock (`supervisor::profile_dir::lock_profile`).
+//! the profile lock (`supervisor::contract::profile_dir::lock_profile`).
 
 use crate::hostsock;
 use crate::launcher::Launcher;
@@ -17,8 +17,8 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use supervisor::profile_dir::{clear_dir, open_dir, read_small, ProfileLock};
-use supervisor::session::{
+use supervisor::contract::profile_dir::{clear_dir, open_dir, read_small, ProfileLock};
+use supervisor::contract::state::{
     control_socket_name, netns_of, proc_start_time, SessionState, HOLD_FILE, LOG_FILE, PIDS_DIR,
     STATE_FILE,
 };
@@ -138,7 +138,7 @@ pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
 /// names (and host nameservers) to re-resolve from when handshakes stop completing.
 pub struct Prepared {
     pub config: wgconf::Config,
-    pub reresolve: supervisor::resolve::Handover,
+    pub reresolve: supervisor::reresolve::Handover,
 }
 
 /// Descriptors a starting supervisor inherits; they must outlive the spawn.

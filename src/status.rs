@@ -7,9 +7,9 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::os::fd::AsFd;
 use std::time::{SystemTime, UNIX_EPOCH};
-use supervisor::control::{self, ReloadReply, SessionStatus};
-use supervisor::profile_dir::list_dir;
-use supervisor::session::{control_socket_name, SessionState};
+use supervisor::contract::profile_dir::list_dir;
+use supervisor::contract::state::{control_socket_name, SessionState};
+use supervisor::session::control::{self, ReloadReply, SessionStatus};
 
 #[derive(Serialize)]
 struct StatusDoc {
@@ -172,7 +172,7 @@ pub fn reload(runtime: &Runtime, name: &str, prepared: &sessions::Prepared) -> R
     let Some(dir) = runtime.existing_profile_dir(name)? else {
         bail!("{name} has no session to reload");
     };
-    let locked = supervisor::profile_dir::lock_profile(
+    let locked = supervisor::contract::profile_dir::lock_profile(
         runtime.profiles.as_fd(),
         name,
         std::time::Duration::from_secs(30),
@@ -245,7 +245,7 @@ pub fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use supervisor::control::PeerStatus;
+    use supervisor::session::control::PeerStatus;
 
     #[test]
     fn ages_and_sizes() {

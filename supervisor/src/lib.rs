@@ -34,36 +34,14 @@
 
 #![deny(unsafe_code)]
 
-#[cfg(target_os = "linux")]
-pub mod control;
-pub mod dns;
-#[cfg(target_os = "linux")]
-pub mod isolation;
-pub mod netsetup;
-pub mod routing;
-pub mod session;
-
+pub mod contract;
 #[cfg(target_os = "linux")]
 pub mod dataplane;
+pub mod namespace;
 #[cfg(target_os = "linux")]
-pub mod lifecycle;
+pub mod reresolve;
 #[cfg(target_os = "linux")]
-mod netlink;
-#[cfg(target_os = "linux")]
-pub mod profile_dir;
-#[cfg(target_os = "linux")]
-pub mod run;
+pub mod session;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod sys;
-
-// The data plane's parts (see [`dataplane`]).
-#[cfg(target_os = "linux")]
-pub mod icmp;
-#[cfg(target_os = "linux")]
-pub mod resolve;
-#[cfg(target_os = "linux")]
-pub mod tun;
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-pub mod udp;

@@ -5,7 +5,7 @@
 //! lets a socket change its address (roaming).
 
 use super::{TunIo, UdpIo};
-use crate::udp::{RecvBatch, SendBatch, MAX_DATAGRAM};
+use crate::dataplane::udp::{RecvBatch, SendBatch, MAX_DATAGRAM};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! The peers as the data plane holds them, and what a reload does to them.
 
 use super::{canonical, lock, socket_form};
-use crate::routing::AllowedIps;
+use crate::dataplane::allowed_ips::AllowedIps;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};

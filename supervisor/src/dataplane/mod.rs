@@ -4,14 +4,14 @@
 //!   1. wait for the TUN, then read every frame already queued, until the send batch
 //!      is full or the TUN is empty;
 //!   2. cut each frame into IP packets: a TSO superpacket into its MTU-sized segments
-//!      (see [`crate::tun`]);
+//!      (see [`crate::dataplane::offload`]);
 //!   3. pick the peer by longest-prefix match of the destination on AllowedIPs; with no
 //!      peer (or a peer with no endpoint yet) answer with ICMP unreachable, written
-//!      back into the TUN (see [`crate::icmp`]);
+//!      back into the TUN (see [`crate::dataplane::icmp`]);
 //!   4. encrypt with that peer's `Tunn` straight into the send batch (boringtun queues
 //!      the packet and hands out an initiation while a handshake runs);
 //!   5. send the batch: one `sendmmsg`, runs of equal datagrams as UDP GSO (see
-//!      [`crate::udp`]).
+//!      [`crate::dataplane::udp`]).
 //!
 //! Inbound flow (thread `udp->tun`):
 //!   1. receive a batch: one `recvmmsg`, each message one datagram or several that the
@@ -42,10 +42,9 @@
 //! (handshake messages, timers, endpoint changes), and for tests `fake` (in-memory TUN
 //! and network) and `tests` (data planes wired back to back).
 
-use crate::icmp;
-use crate::tun::{self, HEADROOM, MAX_FRAME};
-use crate::udp::{HostSocket, RecvBatch, SendBatch, MAX_DATAGRAM};
+use crate::dataplane::udp::{HostSocket, RecvBatch, SendBatch, MAX_DATAGRAM};
 use boringtun::noise::{Tunn, TunnResult};
+use offload::{HEADROOM, MAX_FRAME};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU32;
@@ -76,7 +75,7 @@ const MSG_DATA: u8 = 4;
 /// The inner side: a TUN device (or a fake in tests).
 pub trait TunIo: Send + Sync {
     /// Whether frames carry a virtio-net header (IFF_VNET_HDR with offloads on): a
-    /// read may then be a superpacket, and a write may be one (see [`crate::tun`]).
+    /// read may then be a superpacket, and a write may be one (see [`crate::dataplane::offload`]).
     fn offload(&self) -> bool {
         false
     }
@@ -270,7 +269,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             let Some((i, to)) = target else {
                 if icmp_limit.allow() {
                     if let Some(len) = icmp::unreachable(packet, &mut icmp[HEADROOM..]) {
-                        let _ = tun::write_packet(&self.tun, icmp, len);
+                        let _ = offload::write_packet(&self.tun, icmp, len);
                     }
                 }
                 return;
@@ -309,14 +308,14 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             }
         };
         // A frame that cannot be cut apart is dropped, like a corrupt packet.
-        let _ = tun::split(&mut frame[..n], *offload, scratch, &mut each);
+        let _ = offload::split(&mut frame[..n], *offload, scratch, &mut each);
     }
 
     fn inbound_loop(&self) {
         let mut batch = RecvBatch::new(RECV_BATCH_MESSAGES);
         let mut scratch = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
         let mut stage = Stage::new();
-        let mut writer = tun::Writer::new(self.tun.offload());
+        let mut writer = offload::Writer::new(self.tun.offload());
         loop {
             if let Err(e) = self.udp.recv_batch(&mut batch) {
                 if !is_transient(&e) {
@@ -396,7 +395,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
 
     /// Step 4 of the inbound flow for the staged packets: cryptokey routing's source
     /// check, then the coalescer.
-    fn deliver(&self, set: &PeerSet, stage: &mut Stage, writer: &mut tun::Writer) {
+    fn deliver(&self, set: &PeerSet, stage: &mut Stage, writer: &mut offload::Writer) {
         // Packets of a flow share their source: check each source once.
         let mut checked: Option<(usize, IpAddr, bool)> = None;
         for k in 0..stage.packets.len() {
@@ -506,7 +505,7 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-impl<T: TunIo + 'static, U: UdpIo + 'static> crate::control::Tunnel for Device<T, U> {
+impl<T: TunIo + 'static, U: UdpIo + 'static> crate::session::control::Tunnel for Device<T, U> {
     fn stats(&self) -> Vec<PeerStats> {
         Device::stats(self)
     }
@@ -546,8 +545,13 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+pub mod allowed_ips;
 mod handshake;
+pub mod icmp;
+pub mod offload;
 mod peers;
+#[allow(unsafe_code)]
+pub mod udp;
 use peers::PeerSet;
 pub use peers::{PeerConfig, PeerStats, ReloadSummary};
 

@@ -13,8 +13,8 @@
 //! "stop now" (`down --now`, systemd stopping `up --foreground`): every process in the
 //! namespace gets SIGTERM, then SIGKILL after a grace period, and the session ends.
 
-use crate::profile_dir::{self, list_dir, lock_dir, open_dir, ProfileLock};
-use crate::session::{
+use crate::contract::profile_dir::{self, list_dir, lock_dir, open_dir, ProfileLock};
+use crate::contract::state::{
     netns_of, parse_pid_name, proc_start_time, processes_in_netns, NsId, HOLD_FILE, PIDS_DIR,
 };
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -316,8 +316,8 @@ impl Lifecycle {
 /// state was damaged) and started a new session in the same directory, its files are
 /// not ours to remove.
 pub fn teardown(profiles: &OwnedFd, name: &str, dir: &OwnedFd) -> io::Result<()> {
-    let ours = profile_dir::read_small(dir.as_fd(), crate::session::STATE_FILE)
-        .and_then(|t| crate::session::SessionState::parse(&t).ok())
+    let ours = profile_dir::read_small(dir.as_fd(), crate::contract::state::STATE_FILE)
+        .and_then(|t| crate::contract::state::SessionState::parse(&t).ok())
         .is_some_and(|s| s.supervisor_pid == std::process::id());
     if !ours {
         return Ok(());

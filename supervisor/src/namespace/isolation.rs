@@ -56,9 +56,9 @@
 //! ssh-agent does for its keys. Processes outside the session (in the parent user
 //! namespace) are out of the wrapped programs' reach for the same commoncap reason.
 
-use crate::dns::render_resolv_conf;
-use crate::netsetup::routed_through_tunnel;
-use crate::session::RESOLV_FILE;
+use crate::contract::state::RESOLV_FILE;
+use crate::namespace::netsetup::routed_through_tunnel;
+use crate::namespace::resolv_conf::render_resolv_conf;
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, StatVfsMountFlags};
 use rustix::io::Errno;
 use rustix::mount::{

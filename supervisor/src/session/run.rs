@@ -1,15 +1,15 @@
 //! The supervisor's life, in order (see the crate docs for the theory of operation).
 
-use crate::control::{peer_configs, Control, SessionInfo};
+use crate::contract::profile_dir::{live_registrations, open_dir};
+use crate::contract::state::{proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE};
+use crate::dataplane::udp::HostSocket;
 use crate::dataplane::{Device, TunIo};
-use crate::isolation;
-use crate::lifecycle::{self, End, Lifecycle};
-use crate::netlink::Rtnetlink;
-use crate::netsetup;
-use crate::profile_dir::{live_registrations, open_dir};
-use crate::resolve::{DnsClient, Names, Reresolve, Reresolver};
-use crate::session::{proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE};
-use crate::udp::HostSocket;
+use crate::namespace::isolation;
+use crate::namespace::netlink::Rtnetlink;
+use crate::namespace::netsetup;
+use crate::reresolve::{DnsClient, Names, Reresolve, Reresolver};
+use crate::session::control::{peer_configs, Control, SessionInfo};
+use crate::session::lifecycle::{self, End, Lifecycle};
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 use std::fmt;
@@ -138,7 +138,7 @@ pub fn run(args: Args) -> i32 {
 }
 
 /// [`run`], re-resolving hostname endpoints when `reresolve` is given (the CLI's
-/// handover, see [`crate::resolve`]).
+/// handover, see [`crate::reresolve`]).
 pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
     let mut ready = args.ready.map(std::fs::File::from);
     let mut report = |line: &str| match ready.as_mut() {

@@ -6,7 +6,7 @@
 //! included), a lock is only valid once we have checked, while holding it, that both
 //! the lock file and the directory are still the ones linked under their names.
 
-use crate::session::{LOCK_FILE, PIDS_DIR};
+use crate::contract::state::{LOCK_FILE, PIDS_DIR};
 use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use std::io;
@@ -163,11 +163,11 @@ pub fn live_registrations(dir: BorrowedFd<'_>) -> Vec<u32> {
     list_dir(pids.as_fd())
         .unwrap_or_default()
         .iter()
-        .filter_map(|n| crate::session::parse_pid_name(n))
+        .filter_map(|n| crate::contract::state::parse_pid_name(n))
         .filter(|pid| {
             let recorded = read_small(pids.as_fd(), &pid.to_string())
                 .and_then(|t| t.trim().parse::<u64>().ok());
-            recorded.is_some() && recorded == crate::session::proc_start_time(*pid)
+            recorded.is_some() && recorded == crate::contract::state::proc_start_time(*pid)
         })
         .collect()
 }

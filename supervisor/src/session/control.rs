@@ -10,8 +10,8 @@
 //! the host reaches. Other users could: SO_PEERCRED must show our uid.
 
 use crate::dataplane::{PeerConfig, PeerStats, ReloadSummary};
-use crate::netsetup::{self, NetOps};
-use crate::resolve::{Handover, Names};
+use crate::namespace::netsetup::{self, NetOps};
+use crate::reresolve::{Handover, Names};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -327,7 +327,7 @@ pub fn request(socket_name: &str, request: &str, body: Option<&str>) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve::NamedEndpoint;
+    use crate::reresolve::NamedEndpoint;
 
     #[test]
     fn reload_request_round_trips_names_and_profile() {

@@ -319,7 +319,7 @@ impl<T: crate::dataplane::TunIo + 'static, U: crate::dataplane::UdpIo + 'static>
         crate::dataplane::Device::set_endpoint(self, public_key, endpoint)
     }
     fn ipv6(&self) -> bool {
-        crate::control::Tunnel::ipv6_socket(self)
+        crate::session::control::Tunnel::ipv6_socket(self)
     }
 }
 
