@@ -49,7 +49,7 @@ fn load_config(ctx: &Ctx, profile: &ProfileRef) -> Result<Prepared> {
     }
     // Names first (the supervisor re-resolves them later, on the host network), then
     // resolve them now, on the host.
-    let reresolve = supervisor::reresolve::Handover::for_profile(
+    let reresolve = supervisor::contract::handover::Handover::for_profile(
         &config,
         &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     );
@@ -176,7 +176,7 @@ pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
         // The supervisor ends every wrapped process (TERM, then KILL) and exits.
         rustix::process::pidfd_send_signal(&live.pidfd, rustix::process::Signal::TERM)
             .context("signal the supervisor")?;
-        supervisor::session::lifecycle::STOP_GRACE + DOWN_TIMEOUT
+        supervisor::contract::state::STOP_GRACE + DOWN_TIMEOUT
     } else if !users.is_empty() {
         println!(
             "wg-wrap: {} stays up while {} wrapped process(es) run: {:?} (`down --now` ends them)",

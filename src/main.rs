@@ -160,8 +160,8 @@ fn run(cmd: Cmd) -> Result<i32> {
         profile,
     } = cmd
     {
-        use supervisor::sys::take_inherited_fd;
-        let args = supervisor::session::run::Args {
+        use supervisor::contract::handover::{take_inherited_fd, Args};
+        let args = Args {
             config: take_inherited_fd(config_fd).context("--config-fd")?,
             udp: take_inherited_fd(udp_fd).context("--udp-fd")?,
             ready: ready_fd
@@ -178,16 +178,14 @@ fn run(cmd: Cmd) -> Result<i32> {
             profile,
         };
         let reresolve = match (reresolve_fd, dns_socket_fd) {
-            (Some(names), Some(socket)) => Some(
-                supervisor::reresolve::Reresolve::from_fds(
-                    take_inherited_fd(names).context("--reresolve-fd")?,
-                    take_inherited_fd(socket).context("--dns-socket-fd")?,
-                )
-                .context("read the endpoint re-resolution handover")?,
-            ),
+            (Some(names), Some(socket)) => Some((
+                take_inherited_fd(names).context("--reresolve-fd")?,
+                take_inherited_fd(socket).context("--dns-socket-fd")?,
+            )),
             _ => None,
         };
-        return Ok(supervisor::session::run::run_with(args, reresolve));
+        return supervisor::supervise(args, reresolve)
+            .context("read the endpoint re-resolution handover");
     }
     let dirs = dirs::Dirs::from_env();
     let settings = settings::Settings::load(&dirs.config)?;

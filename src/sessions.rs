@@ -138,7 +138,7 @@ pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
 /// names (and host nameservers) to re-resolve from when handshakes stop completing.
 pub struct Prepared {
     pub config: wgconf::Config,
-    pub reresolve: supervisor::reresolve::Handover,
+    pub reresolve: supervisor::contract::handover::Handover,
 }
 
 /// Descriptors a starting supervisor inherits; they must outlive the spawn.

@@ -7,9 +7,9 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::os::fd::AsFd;
 use std::time::{SystemTime, UNIX_EPOCH};
+use supervisor::contract::control::{self, ReloadReply, SessionStatus};
 use supervisor::contract::profile_dir::list_dir;
 use supervisor::contract::state::{control_socket_name, SessionState};
-use supervisor::session::control::{self, ReloadReply, SessionStatus};
 
 #[derive(Serialize)]
 struct StatusDoc {
@@ -245,7 +245,7 @@ pub fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use supervisor::session::control::PeerStatus;
+    use supervisor::contract::control::PeerStatus;
 
     #[test]
     fn ages_and_sizes() {

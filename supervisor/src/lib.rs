@@ -45,3 +45,17 @@ pub mod session;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod sys;
+
+/// `wg-wrap __supervise`: run a session from the descriptors the CLI handed over;
+/// `reresolve`: the re-resolution handover memfd and the host socket for DNS queries.
+/// Returns the exit status, or the error reading the handover.
+#[cfg(target_os = "linux")]
+pub fn supervise(
+    args: contract::handover::Args,
+    reresolve: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+) -> std::io::Result<i32> {
+    let reresolve = reresolve
+        .map(|(names, socket)| reresolve::Reresolve::from_fds(names, socket))
+        .transpose()?;
+    Ok(session::run::run_with(args, reresolve))
+}

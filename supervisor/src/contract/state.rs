@@ -16,6 +16,7 @@
 //! Everything here is plain text so a human can debug a stuck session with `cat`.
 
 use std::fmt;
+use std::time::Duration;
 
 pub const STATE_FILE: &str = "state";
 pub const PIDS_DIR: &str = "pids";
@@ -39,6 +40,10 @@ pub struct SessionState {
     /// Names the control socket (see [`control_socket_name`]).
     pub control_id: u64,
 }
+
+/// How long wrapped processes get between SIGTERM and SIGKILL when a supervisor is
+/// stopped by a signal (`down --now` waits that long and more).
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// The abstract name of a session's control socket.
 pub fn control_socket_name(uid: u32, control_id: u64) -> String {

@@ -505,7 +505,17 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-impl<T: TunIo + 'static, U: UdpIo + 'static> crate::session::control::Tunnel for Device<T, U> {
+/// What the control server needs from the running tunnel.
+pub trait Tunnel: Send + Sync {
+    fn stats(&self) -> Vec<PeerStats>;
+    fn reconfigure(&self, private_key: [u8; 32], peers: Vec<PeerConfig>) -> ReloadSummary;
+    /// Whether the UDP socket is IPv6 (endpoints are then v4-mapped).
+    fn ipv6_socket(&self) -> bool;
+    /// The host UDP socket's port.
+    fn listen_port(&self) -> u16;
+}
+
+impl<T: TunIo + 'static, U: UdpIo + 'static> Tunnel for Device<T, U> {
     fn stats(&self) -> Vec<PeerStats> {
         Device::stats(self)
     }

@@ -605,7 +605,8 @@ fn a_client_moved_mid_download_handshakes_again_from_its_new_address() {
 /// moves to where the name now points; traffic then flows.
 #[test]
 fn reresolution_moves_a_stale_hostname_endpoint() {
-    use crate::reresolve::{Handover, NamedEndpoint, Names, Reresolver, Resolver};
+    use crate::contract::handover::{Handover, NamedEndpoint};
+    use crate::reresolve::{Names, Reresolver, Resolver};
     struct Table;
     impl Resolver for Table {
         fn resolve(&mut self, host: &str) -> io::Result<Vec<IpAddr>> {

@@ -16,6 +16,7 @@
 use crate::contract::profile_dir::{self, list_dir, lock_dir, open_dir, ProfileLock};
 use crate::contract::state::{
     netns_of, parse_pid_name, proc_start_time, processes_in_netns, NsId, HOLD_FILE, PIDS_DIR,
+    STOP_GRACE,
 };
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{self, inotify, AtFlags};
@@ -29,8 +30,6 @@ use std::time::Duration;
 
 /// Safety net: rescan now and then even if an event was somehow missed.
 const RESCAN: Duration = Duration::from_secs(5);
-/// How long wrapped processes get between SIGTERM and SIGKILL when stopping.
-pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// A process that keeps the session alive.
 struct Watched {

@@ -1,5 +1,6 @@
 //! The supervisor's life, in order (see the crate docs for the theory of operation).
 
+use crate::contract::handover::Args;
 use crate::contract::profile_dir::{live_registrations, open_dir};
 use crate::contract::state::{proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE};
 use crate::dataplane::udp::HostSocket;
@@ -23,29 +24,6 @@ use wgconf::Config;
 pub const DEFAULT_MTU: u16 = 1420;
 /// The tunnel device's name inside the private namespace.
 pub const TUN_NAME: &str = "wg0";
-
-/// What the CLI hands over, all as inherited descriptors.
-pub struct Args {
-    /// A sealed memfd with the profile rendered by wgconf, endpoints already resolved.
-    pub config: OwnedFd,
-    /// The UDP socket, opened on the host before isolation.
-    pub udp: OwnedFd,
-    /// Write end of the readiness pipe: "ready\n" followed by zero or more
-    /// "warning: …\n" lines, or "error: …\n"; then closed.
-    /// Absent in the foreground (`up --foreground`), where errors go to stderr.
-    pub ready: Option<OwnedFd>,
-    /// The profile lock, held by the CLI that started us in the foreground; released
-    /// once the session is usable (so no other command can start a second one).
-    pub lock: Option<OwnedFd>,
-    /// The runtime `profiles/` directory.
-    pub profiles: OwnedFd,
-    /// The listening control socket, an abstract unix socket the CLI bound in the
-    /// host's network namespace (out of reach of wrapped programs).
-    pub control: OwnedFd,
-    /// The id in the control socket's name, recorded in `state` for the CLI.
-    pub control_id: u64,
-    pub profile: String,
-}
 
 /// A set-up step that failed, with its cause.
 #[derive(Debug)]
