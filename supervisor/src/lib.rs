@@ -36,15 +36,15 @@
 
 pub mod contract;
 #[cfg(target_os = "linux")]
-pub mod dataplane;
-pub mod namespace;
+pub(crate) mod dataplane;
+pub(crate) mod namespace;
 #[cfg(target_os = "linux")]
-pub mod reresolve;
+pub(crate) mod reresolve;
 #[cfg(target_os = "linux")]
-pub mod session;
+pub(crate) mod session;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub mod sys;
+pub(crate) mod sys;
 
 /// `wg-wrap __supervise`: run a session from the descriptors the CLI handed over;
 /// `reresolve`: the re-resolution handover memfd and the host socket for DNS queries.

@@ -136,6 +136,7 @@ impl SendBatch {
         self.end += len;
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }
@@ -145,7 +146,8 @@ impl SendBatch {
         self.end = 0;
     }
 
-    /// Every datagram, one by one (for sockets without GSO, and for fakes).
+    /// Every datagram, one by one (for fakes).
+    #[cfg(test)]
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.runs.iter().flat_map(move |r| {
             self.buf[r.start..r.start + r.len]
@@ -155,6 +157,7 @@ impl SendBatch {
     }
 
     /// The runs: destination, segment size, bytes.
+    #[cfg(test)]
     pub fn runs(&self) -> impl Iterator<Item = (SocketAddr, usize, &[u8])> {
         self.runs
             .iter()
@@ -191,16 +194,14 @@ impl RecvBatch {
         self.msgs.clear();
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.msgs.is_empty()
-    }
-
+    #[cfg(test)]
     pub fn is_full(&self) -> bool {
         self.msgs.len() == self.slots
     }
 
     /// Add a message by copying (fakes): `data` is one datagram, or several of
     /// `segment` bytes each but the last. Returns false when the batch is full.
+    #[cfg(test)]
     pub fn push(&mut self, from: SocketAddr, data: &[u8], segment: usize) -> bool {
         let i = self.msgs.len();
         if i == self.slots || data.len() > MAX_DATAGRAM || data.is_empty() {

@@ -110,13 +110,8 @@ impl SessionInfo for DirSession {
     }
 }
 
-/// Run the supervisor; returns the process exit code.
-pub fn run(args: Args) -> i32 {
-    run_with(args, None)
-}
-
-/// [`run`], re-resolving hostname endpoints when `reresolve` is given (the CLI's
-/// handover, see [`crate::reresolve`]).
+/// Run the supervisor, re-resolving hostname endpoints when `reresolve` is given (the
+/// CLI's handover, see [`crate::reresolve`]); returns the process exit code.
 pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
     let mut ready = args.ready.map(std::fs::File::from);
     let mut report = |line: &str| match ready.as_mut() {
