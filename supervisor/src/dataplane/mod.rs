@@ -42,7 +42,8 @@
 //! (handshake messages, timers, endpoint changes), and for tests `fake` (in-memory TUN
 //! and network) and `tests` (data planes wired back to back).
 
-use crate::dataplane::udp::{HostSocket, RecvBatch, SendBatch, MAX_DATAGRAM};
+use crate::dataplane::udp::{RecvBatch, SendBatch, UdpIo, MAX_DATAGRAM};
+use crate::namespace::tun_device::TunIo;
 use boringtun::noise::{Tunn, TunnResult};
 use offload::{HEADROOM, MAX_FRAME};
 use std::io;
@@ -71,55 +72,6 @@ const MIN_OUT: usize = 148;
 /// WireGuard message types (the first byte; the other three are zero).
 const MSG_COOKIE_REPLY: u8 = 3;
 const MSG_DATA: u8 = 4;
-
-/// The inner side: a TUN device (or a fake in tests).
-pub trait TunIo: Send + Sync {
-    /// Whether frames carry a virtio-net header (IFF_VNET_HDR with offloads on): a
-    /// read may then be a superpacket, and a write may be one (see [`crate::dataplane::offload`]).
-    fn offload(&self) -> bool {
-        false
-    }
-    /// Block until a frame is available, then read it; returns its length.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Read a frame if one is queued, else fail with `WouldBlock`.
-    fn try_recv(&self, _buf: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-    /// Write one frame.
-    fn send(&self, frame: &[u8]) -> io::Result<()>;
-}
-
-/// The outer side: the host UDP socket (or a fake).
-pub trait UdpIo: Send + Sync {
-    /// Whether the socket is AF_INET6 (IPv4 endpoints are then v4-mapped).
-    fn is_ipv6(&self) -> bool;
-    /// The local port peers reach us on.
-    fn local_port(&self) -> u16;
-    /// Block until a datagram arrives, then fill `batch` with what is queued.
-    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()>;
-    /// Send every datagram of `batch` and clear it; lost datagrams are not errors.
-    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()>;
-    /// Send one datagram.
-    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()>;
-}
-
-impl UdpIo for HostSocket {
-    fn is_ipv6(&self) -> bool {
-        HostSocket::is_ipv6(self)
-    }
-    fn local_port(&self) -> u16 {
-        HostSocket::port(self)
-    }
-    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
-        HostSocket::recv_batch(self, batch)
-    }
-    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()> {
-        HostSocket::send_batch(self, batch)
-    }
-    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
-        HostSocket::send_to(self, datagram, to)
-    }
-}
 
 pub struct Device<T: TunIo, U: UdpIo> {
     tun: T,

@@ -19,7 +19,7 @@
 //! Without offload (a fake TUN, or a kernel that refused it) frames are bare packets
 //! and both directions pass them through unchanged.
 
-use crate::dataplane::TunIo;
+use crate::namespace::tun_device::TunIo;
 use std::io;
 
 /// Size of `struct virtio_net_hdr` (no `num_buffers`): TUN's default with IFF_VNET_HDR.

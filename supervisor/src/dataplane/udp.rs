@@ -225,6 +225,38 @@ impl RecvBatch {
     }
 }
 
+/// The outer side: the host UDP socket (or a fake).
+pub trait UdpIo: Send + Sync {
+    /// Whether the socket is AF_INET6 (IPv4 endpoints are then v4-mapped).
+    fn is_ipv6(&self) -> bool;
+    /// The local port peers reach us on.
+    fn local_port(&self) -> u16;
+    /// Block until a datagram arrives, then fill `batch` with what is queued.
+    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()>;
+    /// Send every datagram of `batch` and clear it; lost datagrams are not errors.
+    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()>;
+    /// Send one datagram.
+    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()>;
+}
+
+impl UdpIo for HostSocket {
+    fn is_ipv6(&self) -> bool {
+        HostSocket::is_ipv6(self)
+    }
+    fn local_port(&self) -> u16 {
+        HostSocket::port(self)
+    }
+    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
+        HostSocket::recv_batch(self, batch)
+    }
+    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()> {
+        HostSocket::send_batch(self, batch)
+    }
+    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
+        HostSocket::send_to(self, datagram, to)
+    }
+}
+
 /// The host UDP socket handed over by the CLI, with GRO on and GSO when the kernel
 /// takes it.
 pub struct HostSocket {

@@ -6,3 +6,5 @@ pub mod isolation;
 pub(crate) mod netlink;
 pub mod netsetup;
 pub mod resolv_conf;
+#[cfg(target_os = "linux")]
+pub mod tun_device;

@@ -182,8 +182,10 @@ impl<R: Resolver + 'static> Reresolver<R> {
     }
 }
 
-impl<T: crate::dataplane::TunIo + 'static, U: crate::dataplane::UdpIo + 'static> Endpoints
-    for crate::dataplane::Device<T, U>
+impl<
+        T: crate::namespace::tun_device::TunIo + 'static,
+        U: crate::dataplane::udp::UdpIo + 'static,
+    > Endpoints for crate::dataplane::Device<T, U>
 {
     fn handshake_age(&self, public_key: &[u8; 32]) -> Option<Option<Duration>> {
         crate::dataplane::Device::handshake_age(self, public_key)

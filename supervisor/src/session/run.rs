@@ -4,10 +4,11 @@ use crate::contract::handover::Args;
 use crate::contract::profile_dir::{live_registrations, open_dir};
 use crate::contract::state::{proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE};
 use crate::dataplane::udp::HostSocket;
-use crate::dataplane::{Device, TunIo};
+use crate::dataplane::Device;
 use crate::namespace::isolation;
 use crate::namespace::netlink::Rtnetlink;
 use crate::namespace::netsetup;
+use crate::namespace::tun_device::{create_tun, DEFAULT_MTU};
 use crate::reresolve::{DnsClient, Names, Reresolve, Reresolver};
 use crate::session::control::{peer_configs, Control, SessionInfo};
 use crate::session::lifecycle::{self, End, Lifecycle};
@@ -20,10 +21,6 @@ use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use wgconf::Config;
-
-pub const DEFAULT_MTU: u16 = 1420;
-/// The tunnel device's name inside the private namespace.
-pub const TUN_NAME: &str = "wg0";
 
 /// A set-up step that failed, with its cause.
 #[derive(Debug)]
@@ -48,55 +45,6 @@ fn at<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
         source: e.into(),
     }
 }
-
-// --- data plane (issue 5): the TUN device as the data plane sees it -------------------
-//
-// The device is non-blocking (see `create_tun`): `recv` waits with poll(2), `try_recv`
-// lets the outbound thread drain what is queued before it sends a batch.
-impl TunIo for tun_rs::SyncDevice {
-    fn offload(&self) -> bool {
-        self.tcp_gso()
-    }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match tun_rs::SyncDevice::recv(self, buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut fds = [rustix::event::PollFd::new(
-                        self,
-                        rustix::event::PollFlags::IN,
-                    )];
-                    match rustix::event::poll(&mut fds, None) {
-                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                other => return other,
-            }
-        }
-    }
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        tun_rs::SyncDevice::recv(self, buf)
-    }
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        tun_rs::SyncDevice::send(self, frame).map(drop)
-    }
-}
-
-/// The TUN device `wg0`, with TSO/USO offloads (IFF_VNET_HDR) where the kernel has
-/// them, non-blocking.
-fn create_tun(mtu: u16) -> io::Result<tun_rs::SyncDevice> {
-    let build = |offload: bool| {
-        tun_rs::DeviceBuilder::new()
-            .name(TUN_NAME)
-            .mtu(mtu)
-            .offload(offload)
-            .build_sync()
-    };
-    let tun = build(true).or_else(|_| build(false))?;
-    tun.set_nonblocking(true)?;
-    Ok(tun)
-}
-// --- end data plane ---------------------------------------------------------------------
 
 /// Registrations and the hold, read from the profile directory for `status`.
 struct DirSession(OwnedFd);
