@@ -512,7 +512,6 @@ mod handshake;
 pub mod icmp;
 pub mod offload;
 mod peers;
-#[allow(unsafe_code)]
 pub mod udp;
 use peers::PeerSet;
 pub use peers::{PeerConfig, PeerStats, ReloadSummary};
