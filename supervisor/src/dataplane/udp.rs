@@ -278,13 +278,13 @@ impl HostSocket {
             MAX_DATAGRAM,
             &mut received[..batch.slots.min(MMSG_MAX)],
         )?;
-        for i in 0..got {
+        for (i, message) in received[..got].iter().enumerate() {
             let Received {
                 from,
                 len,
                 truncated,
                 segment,
-            } = received[i];
+            } = *message;
             if truncated || len == 0 {
                 continue;
             }
