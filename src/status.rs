@@ -6,10 +6,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::os::fd::AsFd;
-use std::time::{SystemTime, UNIX_EPOCH};
 use supervisor::contract::control::{self, ReloadReply, SessionStatus};
 use supervisor::contract::profile_dir::list_dir;
-use supervisor::contract::state::{control_socket_name, SessionState};
+use supervisor::contract::state::{control_socket_name, now_unix, SessionState};
 
 #[derive(Serialize)]
 struct StatusDoc {
@@ -205,13 +204,6 @@ pub fn reload(runtime: &Runtime, name: &str, prepared: &sessions::Prepared) -> R
         reply.kept, reply.replaced, reply.added, reply.removed
     );
     Ok(0)
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// "1h 2m 3s" style ages, as `wg show` prints them.

@@ -45,6 +45,15 @@ pub struct SessionState {
 /// stopped by a signal (`down --now` waits that long and more).
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
+/// Seconds since the Unix epoch, as `started_unix` counts them (0 if the clock is
+/// before 1970).
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// The abstract name of a session's control socket.
 pub fn control_socket_name(uid: u32, control_id: u64) -> String {
     format!("wg-wrap/{uid}/{control_id:016x}")

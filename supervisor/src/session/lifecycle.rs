@@ -23,7 +23,7 @@ use rustix::fs::{self, inotify, AtFlags};
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 use rustix::process::{pidfd_send_signal, Signal};
-use std::io::{self, Read};
+use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
@@ -248,21 +248,7 @@ impl Lifecycle {
 
     /// A pidfd for a registered PID, if that PID is still the process that registered.
     fn verify(&self, pid: u32, name: &str) -> Option<OwnedFd> {
-        let recorded: u64 = {
-            let fd = fs::openat(
-                &self.pids,
-                name,
-                fs::OFlags::RDONLY | fs::OFlags::NOFOLLOW | fs::OFlags::CLOEXEC,
-                fs::Mode::empty(),
-            )
-            .ok()?;
-            let mut text = String::new();
-            std::fs::File::from(fd)
-                .take(64)
-                .read_to_string(&mut text)
-                .ok()?;
-            text.trim().parse().ok()?
-        };
+        let recorded = profile_dir::recorded_start_time(self.pids.as_fd(), name)?;
         // Open the pidfd first: if the start time still matches afterwards, the pidfd
         // refers to the registered process and not to a later holder of the PID.
         let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;

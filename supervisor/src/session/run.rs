@@ -1,8 +1,10 @@
 //! The supervisor's life, in order (see the crate docs for the theory of operation).
 
 use crate::contract::handover::Args;
-use crate::contract::profile_dir::{live_registrations, open_dir};
-use crate::contract::state::{proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE};
+use crate::contract::profile_dir::{live_registrations, open_dir, write_atomic};
+use crate::contract::state::{
+    now_unix, proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE,
+};
 use crate::dataplane::udp::HostSocket;
 use crate::dataplane::Device;
 use crate::namespace::isolation;
@@ -19,7 +21,6 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 use wgconf::Config;
 
 /// A set-up step that failed, with its cause.
@@ -186,13 +187,6 @@ fn setup(
     Ok((control, warnings))
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn read_config(fd: &OwnedFd) -> Result<Config, SetupError> {
     let mut text = String::new();
     let file = fs::openat(
@@ -241,15 +235,5 @@ fn write_state(dir: &OwnedFd, control_id: u64) -> io::Result<()> {
         started_unix: now_unix(),
         control_id,
     };
-    // Write then rename, so a reader never sees half a state file.
-    let tmp = format!(".{STATE_FILE}.tmp");
-    let fd = fs::openat(
-        dir,
-        tmp.as_str(),
-        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::RUSR | Mode::WUSR,
-    )?;
-    std::fs::File::from(fd).write_all(state.render().as_bytes())?;
-    fs::renameat(dir, tmp.as_str(), dir, STATE_FILE)?;
-    Ok(())
+    write_atomic(dir.as_fd(), STATE_FILE, state.render().as_bytes())
 }
