@@ -508,6 +508,7 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 pub mod allowed_ips;
+pub mod checksum;
 mod handshake;
 pub mod icmp;
 pub mod offload;

@@ -61,7 +61,7 @@ fn packet(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
             p[9] = 17;
             p[12..16].copy_from_slice(&s.octets());
             p[16..20].copy_from_slice(&d.octets());
-            crate::dataplane::offload::ipv4_header_checksum(&mut p);
+            crate::dataplane::checksum::ipv4_header_checksum(&mut p);
             p.extend_from_slice(&udp);
             p
         }
@@ -497,7 +497,7 @@ fn offloaded_superpackets_cross_and_arrive_coalesced() {
     sp[34..36].copy_from_slice(&1000u16.to_be_bytes());
     sp[40..52].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
     sp.extend_from_slice(&data);
-    let pseudo = crate::dataplane::offload::fold(crate::dataplane::offload::pseudo_header_sum(
+    let pseudo = crate::dataplane::checksum::fold(crate::dataplane::checksum::pseudo_header_sum(
         &sp,
         6,
         sp.len() - 20,
