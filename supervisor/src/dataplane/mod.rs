@@ -279,70 +279,82 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             }
             let set = self.current();
             for (from, datagrams) in batch.messages() {
-                let mut roam = Roam::default();
-                // The datagrams of a message nearly always belong to one peer: its
-                // session stays locked while they are decrypted (one lock, not one
-                // per datagram), and is released before anything is written.
-                let mut held: Option<(u32, usize, MutexGuard<'_, Tunn>)> = None;
-                for datagram in datagrams {
-                    if datagram.first() != Some(&MSG_DATA) || datagram.len() < DATA_OVERHEAD {
-                        held = None;
-                        self.handle_handshake(&set, datagram, from, &mut scratch);
-                        continue;
-                    }
-                    if !stage.has_room(datagram.len()) {
-                        // Only a message of many tiny datagrams gets here.
-                        held = None;
-                        self.deliver(&set, &mut stage, &mut writer);
-                    }
-                    let idx =
-                        u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]])
-                            >> 8;
-                    if held.as_ref().is_none_or(|(cached, _, _)| *cached != idx) {
-                        held = None;
-                        let Some(&i) = set.by_index.get(&idx) else {
-                            continue;
-                        };
-                        let mut tunn = lock(&set.peer(i).tunn);
-                        self.tick(set.peer(i), &mut tunn);
-                        held = Some((idx, i, tunn));
-                    }
-                    let Some((_, i, tunn)) = held.as_mut() else {
-                        continue;
-                    };
-                    let res = tunn.decapsulate(Some(from.ip()), datagram, stage.space());
-                    if !matches!(res, TunnResult::Err(_)) {
-                        set.peer(*i).received(datagram.len());
-                    }
-                    match res {
-                        TunnResult::WriteToTunnelV4(p, src) => {
-                            let len = p.len();
-                            stage.commit(len, *i, IpAddr::V4(src));
-                            roam.saw(&set, *i, from);
-                        }
-                        TunnResult::WriteToTunnelV6(p, src) => {
-                            let len = p.len();
-                            stage.commit(len, *i, IpAddr::V6(src));
-                            roam.saw(&set, *i, from);
-                        }
-                        // A keepalive: authenticated, nothing to deliver.
-                        TunnResult::Done => roam.saw(&set, *i, from),
-                        // Replays, unknown sessions, bad tags: dropped.
-                        TunnResult::Err(_) => {}
-                        // Data never produces a reply; sent anyway rather than lost.
-                        TunnResult::WriteToNetwork(d) => {
-                            set.peer(*i).sent(d.len());
-                            let _ = self.udp.send_to(d, from);
-                        }
-                    }
-                }
-                drop(held);
-                roam.finish(&set, from);
-                self.deliver(&set, &mut stage, &mut writer);
+                self.receive_message(&set, from, datagrams, &mut scratch, &mut stage, &mut writer);
             }
             // Packets the TUN refused are lost, like any dropped packet.
             let _ = writer.flush(&self.tun);
         }
+    }
+
+    /// Steps 2 to 5 of the inbound flow for one received message: one datagram, or
+    /// several the kernel coalesced (UDP GRO), all from `from`.
+    fn receive_message(
+        &self,
+        set: &PeerSet,
+        from: SocketAddr,
+        datagrams: std::slice::Chunks<'_, u8>,
+        scratch: &mut [u8],
+        stage: &mut Stage,
+        writer: &mut offload::Writer,
+    ) {
+        let mut roam = Roam::default();
+        // The datagrams of a message nearly always belong to one peer: its
+        // session stays locked while they are decrypted (one lock, not one
+        // per datagram), and is released before anything is written.
+        let mut held: Option<(u32, usize, MutexGuard<'_, Tunn>)> = None;
+        for datagram in datagrams {
+            if datagram.first() != Some(&MSG_DATA) || datagram.len() < DATA_OVERHEAD {
+                held = None;
+                self.handle_handshake(set, datagram, from, scratch);
+                continue;
+            }
+            if !stage.has_room(datagram.len()) {
+                // Only a message of many tiny datagrams gets here.
+                held = None;
+                self.deliver(set, stage, writer);
+            }
+            let idx = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]) >> 8;
+            if held.as_ref().is_none_or(|(cached, _, _)| *cached != idx) {
+                held = None;
+                let Some(&i) = set.by_index.get(&idx) else {
+                    continue;
+                };
+                let mut tunn = lock(&set.peer(i).tunn);
+                self.tick(set.peer(i), &mut tunn);
+                held = Some((idx, i, tunn));
+            }
+            let Some((_, i, tunn)) = held.as_mut() else {
+                continue;
+            };
+            let res = tunn.decapsulate(Some(from.ip()), datagram, stage.space());
+            if !matches!(res, TunnResult::Err(_)) {
+                set.peer(*i).received(datagram.len());
+            }
+            match res {
+                TunnResult::WriteToTunnelV4(p, src) => {
+                    let len = p.len();
+                    stage.commit(len, *i, IpAddr::V4(src));
+                    roam.saw(set, *i, from);
+                }
+                TunnResult::WriteToTunnelV6(p, src) => {
+                    let len = p.len();
+                    stage.commit(len, *i, IpAddr::V6(src));
+                    roam.saw(set, *i, from);
+                }
+                // A keepalive: authenticated, nothing to deliver.
+                TunnResult::Done => roam.saw(set, *i, from),
+                // Replays, unknown sessions, bad tags: dropped.
+                TunnResult::Err(_) => {}
+                // Data never produces a reply; sent anyway rather than lost.
+                TunnResult::WriteToNetwork(d) => {
+                    set.peer(*i).sent(d.len());
+                    let _ = self.udp.send_to(d, from);
+                }
+            }
+        }
+        drop(held);
+        roam.finish(set, from);
+        self.deliver(set, stage, writer);
     }
 
     /// Step 4 of the inbound flow for the staged packets: cryptokey routing's source
