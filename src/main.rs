@@ -1,9 +1,23 @@
 //! wg-wrap: run chosen programs through a rootless userspace WireGuard tunnel.
 //!
-//! The CLI validates the profile, opens the host UDP socket, starts (or finds) the
-//! session's supervisor through the launcher, registers the process it is about to
-//! become, and finally replaces itself with the launcher, which enters the session's
-//! namespaces and executes the user's command under the same PID.
+//! # Stages of `up` and `exec`
+//! 1. settings and directories (`settings`, `dirs`, `runtime`): the config directory,
+//!    and the runtime directory, created private and opened by descriptor;
+//! 2. the profile (`profile`): found, parsed by wgconf, endpoints resolved on the host;
+//! 3. the session (`sessions`): under the profile lock, find the live one (proving it
+//!    is the one its `state` file describes) or clean up a dead one and start a
+//!    supervisor: the host UDP socket (`hostsock`) and the other descriptors
+//!    (`supervisor::contract::handover`) handed to it (`spawn`) through the launcher
+//!    (`launcher`), which creates the namespaces;
+//! 4. registration: the process about to become the command is recorded in the
+//!    session's `pids/` (`supervisor::contract::profile_dir`);
+//! 5. exec: the CLI replaces itself with the launcher, which enters the session's
+//!    namespaces and executes the user's command under the same PID.
+//!
+//! `down`, `status`, `list` and `reload` (`commands`, `status`) talk to a running
+//! supervisor through its files and its control socket (`supervisor::contract`);
+//! `demo` and `show` stand alone. The supervisor crate is used only through
+//! `supervisor::contract` and, for `__supervise`, `supervisor::supervise`.
 
 #![deny(unsafe_code)]
 

@@ -38,9 +38,13 @@
 //! never across a system call on the hot path. Every buffer is allocated once, when a thread starts;
 //! nothing on the hot path allocates or logs.
 //!
-//! Submodules: `peers` (the peer set and what a reload does to it), `handshake`
-//! (handshake messages, timers, endpoint changes), and for tests `fake` (in-memory TUN
-//! and network) and `tests` (data planes wired back to back).
+//! Files: `peers` (the peer set and what a reload does to it), `handshake` (handshake
+//! messages, timers, endpoint changes), `allowed_ips` (the longest-prefix table),
+//! `icmp` (unreachable errors), `offload` (TUN superpackets cut and glued),
+//! `checksum`, `udp` (batches and the host socket, whose system calls are in
+//! `crate::sys::mmsg`); for tests `fake` (in-memory TUN and network) and `tests`
+//! (data planes wired back to back). The TUN device itself, and [`TunIo`], are in
+//! `crate::namespace::tun_device`.
 
 use crate::dataplane::udp::{RecvBatch, SendBatch, UdpIo, MAX_DATAGRAM};
 use crate::namespace::tun_device::TunIo;

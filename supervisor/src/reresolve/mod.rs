@@ -7,8 +7,9 @@
 //! The supervisor cannot use getaddrinfo: it lives in the private namespace, whose
 //! resolv.conf points into the tunnel (or nowhere).  Instead the CLI, still on the
 //! host, hands over
-//! 1. a [`Handover`](crate::contract::handover::Handover) text (in a sealed memfd): the host's nameservers, read from the
-//!    host's `/etc/resolv.conf`, and each peer's original hostname and port;
+//! 1. a [`Handover`] text (in a sealed memfd, see [`crate::contract::handover`]): the
+//!    host's nameservers, read from the host's `/etc/resolv.conf`, and each peer's
+//!    original hostname and port;
 //! 2. a second UDP socket opened in the host's network namespace.
 //!
 //! A query sent through that socket leaves through the host's network, never the

@@ -1,4 +1,6 @@
-//! The session's life: startup in order, the control server, reference counting.
+//! The session's life: the start-up sequence (`run`, stages 0 to 7 of the crate's
+//! theory of operation), the control server (`control`), and reference counting until
+//! teardown (`lifecycle`).
 
 pub mod control;
 pub mod lifecycle;
