@@ -13,8 +13,8 @@ use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
 use std::time::Duration;
-use supervisor::profile_dir::{lock_profile, remove_profile_dir, LockedProfile};
-use supervisor::session::processes_in_netns;
+use supervisor::contract::profile_dir::{lock_profile, remove_profile_dir, LockedProfile};
+use supervisor::contract::state::processes_in_netns;
 
 /// How long a command waits for another wg-wrap holding the profile lock.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +55,7 @@ fn load_config(ctx: &Ctx, profile: &ProfileRef) -> Result<Prepared> {
     }
     // Names first (the supervisor re-resolves them later, on the host network), then
     // resolve them now, on the host.
-    let reresolve = supervisor::resolve::Handover::for_profile(
+    let reresolve = supervisor::contract::handover::Handover::for_profile(
         &config,
         &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     );
@@ -156,7 +156,7 @@ pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
     };
     sessions::set_hold(locked.dir.as_fd(), false)?;
     // Registered processes, and whatever they left running in the namespace.
-    let mut users = supervisor::profile_dir::live_registrations(locked.dir.as_fd());
+    let mut users = supervisor::contract::profile_dir::live_registrations(locked.dir.as_fd());
     for pid in processes_in_netns(live.state.netns, live.state.supervisor_pid) {
         if !users.contains(&pid) {
             users.push(pid);
@@ -170,9 +170,9 @@ pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
             .context("signal the supervisor")?;
         let what = format!(
             "waiting for {name}'s wrapped processes to exit (TERM, then KILL after {} s)",
-            supervisor::lifecycle::STOP_GRACE.as_secs()
+            supervisor::contract::state::STOP_GRACE.as_secs()
         );
-        (supervisor::lifecycle::STOP_GRACE + DOWN_TIMEOUT, what)
+        (supervisor::contract::state::STOP_GRACE + DOWN_TIMEOUT, what)
     } else if !users.is_empty() {
         ctx.feedback.info(&format!(
             "{name} stays up while {} wrapped process(es) run: {users:?} (`wg-wrap down --now {name}` ends them)",

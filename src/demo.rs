@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
-use supervisor::profile_dir::lock_profile;
+use supervisor::contract::profile_dir::lock_profile;
 use virtual_peer::{PeerConfig, VirtualPeer};
 
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);

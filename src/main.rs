@@ -21,6 +21,25 @@
 //!     the session's namespaces and executes the user's command under the same PID,
 //!     so the caller sees the command's own exit status. An error is printed once,
 //!     as `wg-wrap: <what failed>: <why>`, and exits 125.
+//!
+//! # Stages of `up` and `exec`
+//! 1. settings and directories (`settings`, `dirs`, `runtime`): the config directory,
+//!    and the runtime directory, created private and opened by descriptor;
+//! 2. the profile (`profile`): found, parsed by wgconf, endpoints resolved on the host;
+//! 3. the session (`sessions`): under the profile lock, find the live one (proving it
+//!    is the one its `state` file describes) or clean up a dead one and start a
+//!    supervisor: the host UDP socket (`hostsock`) and the other descriptors
+//!    (`supervisor::contract::handover`) handed to it (`spawn`) through the launcher
+//!    (`launcher`), which creates the namespaces;
+//! 4. registration: the process about to become the command is recorded in the
+//!    session's `pids/` (`supervisor::contract::profile_dir`);
+//! 5. exec: the CLI replaces itself with the launcher, which enters the session's
+//!    namespaces and executes the user's command under the same PID.
+//!
+//! `down`, `status`, `list` and `reload` (`commands`, `status`) talk to a running
+//! supervisor through its files and its control socket (`supervisor::contract`);
+//! `demo` and `show` stand alone. The supervisor crate is used only through
+//! `supervisor::contract` and, for `__supervise`, `supervisor::supervise`.
 
 #![deny(unsafe_code)]
 
@@ -323,7 +342,7 @@ fn main() -> ExitCode {
 fn run_hidden(hidden: Hidden) -> Result<i32> {
     match hidden {
         Hidden::Supervise(args) => supervise(args),
-        Hidden::Probe { label } => Ok(supervisor::probe::run(&mut std::io::stdout().lock(), label)),
+        Hidden::Probe { label } => Ok(supervisor::probe(&mut std::io::stdout().lock(), label)),
         Hidden::HttpGet { addr, path } => demo::http_get(&addr, &path),
         Hidden::VirtualPeer { listen, profile } => demo::serve_virtual_peer(&listen, &profile),
         Hidden::DumpLauncher { path } => launcher::dump_embedded(&path).map(|()| 0),
@@ -332,13 +351,13 @@ fn run_hidden(hidden: Hidden) -> Result<i32> {
 
 /// Become the supervisor of a session, with the descriptors the launcher passed.
 fn supervise(a: SuperviseArgs) -> Result<i32> {
-    use supervisor::sys::take_inherited_fd;
+    use supervisor::contract::handover::{take_inherited_fd, Args};
     let optional = |fd: Option<i32>, what: &str| {
         fd.map(take_inherited_fd)
             .transpose()
             .with_context(|| what.to_owned())
     };
-    let args = supervisor::run::Args {
+    let args = Args {
         config: take_inherited_fd(a.config_fd).context("--config-fd")?,
         udp: take_inherited_fd(a.udp_fd).context("--udp-fd")?,
         ready: optional(a.ready_fd, "--ready-fd")?,
@@ -349,16 +368,13 @@ fn supervise(a: SuperviseArgs) -> Result<i32> {
         profile: a.profile,
     };
     let reresolve = match (a.reresolve_fd, a.dns_socket_fd) {
-        (Some(names), Some(socket)) => Some(
-            supervisor::resolve::Reresolve::from_fds(
-                take_inherited_fd(names).context("--reresolve-fd")?,
-                take_inherited_fd(socket).context("--dns-socket-fd")?,
-            )
-            .context("read the endpoint re-resolution handover")?,
-        ),
+        (Some(names), Some(socket)) => Some((
+            take_inherited_fd(names).context("--reresolve-fd")?,
+            take_inherited_fd(socket).context("--dns-socket-fd")?,
+        )),
         _ => None,
     };
-    Ok(supervisor::run::run_with(args, reresolve))
+    supervisor::supervise(args, reresolve).context("read the endpoint re-resolution handover")
 }
 
 /// Stage 3: where things are, the user's defaults, and how much to say.

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{self, Mode, OFlags};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use supervisor::profile_dir::open_dir;
+use supervisor::contract::profile_dir::open_dir;
 
 use crate::dirs::Dirs;
 

@@ -3,7 +3,7 @@
 //! processes and starting a supervisor.
 //!
 //! Every function that reads or changes a profile's state expects the caller to hold
-//! the profile lock (`supervisor::profile_dir::lock_profile`).
+//! the profile lock (`supervisor::contract::profile_dir::lock_profile`).
 
 use crate::hostsock;
 use crate::launcher::Launcher;
@@ -13,12 +13,13 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use supervisor::profile_dir::{clear_dir, open_dir, read_small, ProfileLock};
-use supervisor::session::{
+use supervisor::contract::profile_dir::{
+    clear_dir, open_dir, read_small, write_atomic, ProfileLock,
+};
+use supervisor::contract::state::{
     control_socket_name, netns_of, proc_start_time, SessionState, HOLD_FILE, LOG_FILE, PIDS_DIR,
     STATE_FILE,
 };
@@ -74,28 +75,15 @@ fn clean_stale(dir: BorrowedFd<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Write `name` atomically (temp file, then rename) with mode 0600.
-fn write_atomic(dir: BorrowedFd<'_>, name: &str, content: &str) -> Result<()> {
-    let tmp = format!(".tmp-{name}");
-    let fd = fs::openat(
-        dir,
-        tmp.as_str(),
-        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::RUSR | Mode::WUSR,
-    )
-    .with_context(|| format!("create {name}"))?;
-    std::fs::File::from(fd)
-        .write_all(content.as_bytes())
-        .with_context(|| format!("write {name}"))?;
-    fs::renameat(dir, tmp.as_str(), dir, name).with_context(|| format!("rename {name}"))?;
-    Ok(())
-}
-
 /// Register a process as a user of the session (before it enters the namespace).
 pub fn register(dir: BorrowedFd<'_>, pid: u32) -> Result<()> {
     let start = proc_start_time(pid).context("read the process start time")?;
     let pids = open_dir(dir, PIDS_DIR, true).context("open pids/")?;
-    write_atomic(pids.as_fd(), &pid.to_string(), &format!("{start}\n"))
+    Ok(write_atomic(
+        pids.as_fd(),
+        &pid.to_string(),
+        format!("{start}\n").as_bytes(),
+    )?)
 }
 
 pub fn unregister(dir: BorrowedFd<'_>, pid: u32) {
@@ -106,7 +94,7 @@ pub fn unregister(dir: BorrowedFd<'_>, pid: u32) {
 
 pub fn set_hold(dir: BorrowedFd<'_>, held: bool) -> Result<()> {
     if held {
-        write_atomic(dir, HOLD_FILE, "")
+        Ok(write_atomic(dir, HOLD_FILE, b"")?)
     } else {
         match fs::unlinkat(dir, HOLD_FILE, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
@@ -138,7 +126,7 @@ pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
 /// names (and host nameservers) to re-resolve from when handshakes stop completing.
 pub struct Prepared {
     pub config: wgconf::Config,
-    pub reresolve: supervisor::resolve::Handover,
+    pub reresolve: supervisor::contract::handover::Handover,
 }
 
 /// Descriptors a starting supervisor inherits; they must outlive the spawn.

@@ -6,10 +6,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::os::fd::AsFd;
-use std::time::{SystemTime, UNIX_EPOCH};
-use supervisor::control::{self, ReloadReply, SessionStatus};
-use supervisor::profile_dir::list_dir;
-use supervisor::session::{control_socket_name, SessionState};
+use supervisor::contract::control::{self, ReloadReply, SessionStatus};
+use supervisor::contract::profile_dir::list_dir;
+use supervisor::contract::state::{control_socket_name, now_unix, SessionState};
 
 #[derive(Serialize)]
 struct StatusDoc {
@@ -216,7 +215,7 @@ pub fn reload(
     let Some(dir) = runtime.existing_profile_dir(name)? else {
         bail!("{name} has no session to reload: start it with `wg-wrap up {name}`");
     };
-    let locked = supervisor::profile_dir::lock_profile(
+    let locked = supervisor::contract::profile_dir::lock_profile(
         runtime.profiles.as_fd(),
         name,
         std::time::Duration::from_secs(30),
@@ -251,13 +250,6 @@ pub fn reload(
     Ok(0)
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// "1h 2m 3s" style ages, as `wg show` prints them.
 pub fn age(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
@@ -289,7 +281,7 @@ pub fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use supervisor::control::PeerStatus;
+    use supervisor::contract::control::PeerStatus;
 
     #[test]
     fn ages_and_sizes() {

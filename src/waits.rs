@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
-use supervisor::session::LOG_FILE;
+use supervisor::contract::state::LOG_FILE;
 
 const POLL: Duration = Duration::from_millis(20);
 const EXIT_POLL: Duration = Duration::from_millis(100);
@@ -106,7 +106,11 @@ impl Events {
         }
     }
 
-    fn report(&mut self, status: &supervisor::control::SessionStatus, waiting: &mut Waiting) {
+    fn report(
+        &mut self,
+        status: &supervisor::contract::control::SessionStatus,
+        waiting: &mut Waiting,
+    ) {
         if let Some(log) = self.log.as_mut() {
             // The log only grows while the session lives; read what is new.
             let mut chunk = Vec::new();

@@ -555,6 +555,8 @@ fn exec_mode_runs_the_command_like_execvp() {
 /// Make the child see `current` and `exec` as its AppArmor attr files: in a mount
 /// namespace of its own, bind them over /proc/self/attr/apparmor/{current,exec} or,
 /// where that directory does not exist, /proc/self/attr/{current,exec}.
+// pre_exec is unsafe: the child fakes its label files in its own mount namespace.
+#[allow(unsafe_code)]
 fn with_fake_label_files(command: &mut Command, current: &Path, exec: &Path) {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;

@@ -280,7 +280,7 @@ fn lookups_never_reach_the_host_resolver_sockets() {
         .into_iter()
         .map(|l| {
             if l == FAKE_HOSTS_LINE {
-                supervisor::isolation::HOSTS_LINE
+                SESSION_HOSTS_LINE
             } else {
                 l
             }

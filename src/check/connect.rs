@@ -10,7 +10,7 @@ use crate::sessions::{self, Prepared};
 use anyhow::{Context, Result};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
-use supervisor::profile_dir::lock_profile;
+use supervisor::contract::profile_dir::lock_profile;
 
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 const DOWN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! With PROFILE: it parses (its warnings shown), and its DNS works with the host's
 //! resolver. Without `DNS =`, the session keeps the host's resolv.conf only if every
 //! server in it is routed through the tunnel (the supervisor's own rule,
-//! `supervisor::isolation::plan_resolv_conf`); a local stub (systemd-resolved's
+//! `supervisor::plan_resolv_conf`); a local stub (systemd-resolved's
 //! 127.0.0.53, any loopback server, or nss-resolve in `hosts:`) never is, so names
 //! would not resolve inside.
 
@@ -10,7 +10,8 @@ use crate::commands::Ctx;
 use crate::profile::{self, ProfileRef};
 use crate::sessions::Prepared;
 use std::net::IpAddr;
-use supervisor::isolation::{host_nameservers, plan_resolv_conf};
+use supervisor::contract::handover::host_nameservers;
+use supervisor::plan_resolv_conf;
 use wgconf::Config;
 
 /// The profile's checks, and what `--connect` needs to start it (if it parsed).
@@ -66,8 +67,10 @@ pub fn checks(ctx: &Ctx, arg: &str, roots: &Roots) -> (Vec<Check>, Option<(Profi
     if config.interface.mtu.is_none() {
         config.interface.mtu = ctx.settings.mtu;
     }
-    let reresolve =
-        supervisor::resolve::Handover::for_profile(&config, resolv.as_deref().unwrap_or(""));
+    let reresolve = supervisor::contract::handover::Handover::for_profile(
+        &config,
+        resolv.as_deref().unwrap_or(""),
+    );
     (checks, Some((profile, Prepared { config, reresolve })))
 }
 

@@ -4,68 +4,89 @@
 //! # Theory of operation
 //! The CLI opens the host UDP socket, the runtime `profiles/` directory, a readiness
 //! pipe, a memfd holding the profile, and for re-resolution of hostname endpoints a
-//! memfd with the names and a second host UDP socket, then starts the launcher, which creates the
-//! namespaces and executes `wg-wrap __supervise` with CAP_NET_ADMIN and CAP_SYS_ADMIN
-//! (of the new user namespace only) in its ambient set.  The supervisor then:
+//! memfd with the names and a second host UDP socket (all listed in
+//! [`contract::handover`]), then starts the launcher, which creates the namespaces and
+//! executes `wg-wrap __supervise` with CAP_NET_ADMIN and CAP_SYS_ADMIN (of the new user
+//! namespace only) in its ambient set. That calls [`supervise`], and the supervisor
+//! (`session/run.rs` holds the sequence) then:
 //! 0. makes itself non-dumpable, so wrapped programs (same uid, same user namespace)
-//!    cannot take the host socket out of it (see [`isolation`]);
+//!    cannot take the host socket out of it (`namespace/isolation.rs`);
 //! 1. reads and parses the profile handed over (never the user's file: editing it does
 //!    not disturb a running session);
-//! 2. creates the TUN device `wg0` with the profile's MTU (1420 by default);
+//! 2. creates the TUN device `wg0` with the profile's MTU, 1420 by default
+//!    (`namespace/tun_device.rs`);
 //! 3. over rtnetlink: brings `lo` up, turns IPv6 off on `wg0` if the profile has no
 //!    IPv6 address, adds the addresses, brings `wg0` up, routes every AllowedIPs
 //!    prefix to `wg0` — and nothing else, so there is no way out but the tunnel — and
-//!    allows unprivileged ping for the user's group (see [`netsetup`]);
+//!    allows unprivileged ping for the user's group (`namespace/netsetup.rs`,
+//!    `namespace/netlink.rs`);
 //! 4. in the private mount namespace, replaces `/etc/resolv.conf` and the `hosts:`
-//!    line of `/etc/nsswitch.conf`, and hides the host resolvers' unix sockets (see
-//!    [`isolation`]); any failure there fails the start;
+//!    line of `/etc/nsswitch.conf`, and hides the host resolvers' unix sockets
+//!    (`namespace/isolation.rs`, `namespace/resolv_conf.rs`); any failure there fails
+//!    the start;
 //! 5. drops CAP_SYS_ADMIN;
-//! 6. starts the data plane threads (see [`dataplane`]) and hostname re-resolution
-//!    over a second host socket (see [`resolve`]);
-//! 7. starts watching registrations, writes `state` and reports "ready", followed by
-//!    one "warning: …" line per thing the user should know (no `DNS=`, root caller);
-//! 8. waits until neither an `up` hold nor a registered process remains (see
-//!    [`lifecycle`]), removes the session's files under the profile lock and exits.
-//!    The namespace, TUN included, disappears with its last process.
+//! 6. starts the data plane threads (`dataplane/`: the loops, peers and handshakes,
+//!    AllowedIPs, ICMP errors, TUN offloads, checksums, batched UDP) and hostname
+//!    re-resolution over the second host socket (`reresolve/`: the policy thread and
+//!    its DNS client);
+//! 7. starts the control server (`session/control.rs`; the protocol is
+//!    [`contract::control`]) and watching registrations, writes `state`
+//!    ([`contract::state`]) and reports "ready", followed by one "warning: …" line per
+//!    thing the user should know (no `DNS=`, root caller);
+//! 8. waits until neither an `up` hold nor a registered process remains
+//!    (`session/lifecycle.rs`), removes the session's files under the profile lock and
+//!    exits. The namespace, TUN included, disappears with its last process.
 //!
 //! If the supervisor dies, the TUN device dies with its only descriptor and takes its
-//! routes along: wrapped processes keep a namespace with nothing but `lo`, and no
+//! routes along: wrapped programs keep a namespace with nothing but `lo`, and no
 //! capability to change that. The session fails closed.
+//!
+//! # Layout
+//! One folder per stage; the modules depend on each other in one direction only
+//! (`.ci/check-module-cycles` keeps it so):
+//!
+//! | module | what | uses |
+//! |---|---|---|
+//! | [`contract`] | what the CLI and a supervisor agree on; the only public module | `sys` |
+//! | `sys/` | raw descriptors and libc socket calls: the only `unsafe` code | — |
+//! | `namespace/` | the namespace's network, files and TUN device | `contract` |
+//! | `dataplane/` | packets between the TUN device and the host socket | `namespace` (the TUN device), `sys` |
+//! | `reresolve/` | hostname endpoints looked up again on the host network | `contract`, `dataplane`, `namespace` |
+//! | `session/` | the start-up sequence, the control server, reference counting | all of the above |
 
 #![deny(unsafe_code)]
 
+pub mod contract;
 #[cfg(target_os = "linux")]
-pub mod control;
-pub mod dns;
+pub(crate) mod dataplane;
+pub(crate) mod namespace;
 #[cfg(target_os = "linux")]
-pub mod isolation;
-pub mod netsetup;
+pub(crate) mod reresolve;
 #[cfg(target_os = "linux")]
-pub mod probe;
-pub mod routing;
-pub mod session;
-
+pub(crate) mod session;
 #[cfg(target_os = "linux")]
-pub mod dataplane;
-#[cfg(target_os = "linux")]
-pub mod lifecycle;
-#[cfg(target_os = "linux")]
-mod netlink;
-#[cfg(target_os = "linux")]
-pub mod profile_dir;
-#[cfg(target_os = "linux")]
-pub mod run;
-#[cfg(target_os = "linux")]
+// The one module whose job is unsafe code (see its docs).
 #[allow(unsafe_code)]
-pub mod sys;
+pub(crate) mod sys;
 
-// The data plane's parts (see [`dataplane`]).
+/// `wg-wrap __supervise`: run a session from the descriptors the CLI handed over;
+/// `reresolve`: the re-resolution handover memfd and the host socket for DNS queries.
+/// Returns the exit status, or the error reading the handover.
 #[cfg(target_os = "linux")]
-pub mod icmp;
+pub fn supervise(
+    args: contract::handover::Args,
+    reresolve: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+) -> std::io::Result<i32> {
+    let reresolve = reresolve
+        .map(|(names, socket)| reresolve::Reresolve::from_fds(names, socket))
+        .transpose()?;
+    Ok(session::run::run_with(args, reresolve))
+}
+
+// `wg-wrap check` previews a session before there is one: the namespace probe it runs
+// in a child the launcher created (its step report on stdout is the contract with the
+// CLI's src/check/probe.rs), and the resolv.conf decision a session would make.
 #[cfg(target_os = "linux")]
-pub mod resolve;
+pub use namespace::isolation::{plan_resolv_conf, ResolvPlan};
 #[cfg(target_os = "linux")]
-pub mod tun;
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-pub mod udp;
+pub use namespace::probe::run as probe;

@@ -32,6 +32,9 @@ use std::thread::JoinHandle;
 /// The stub file the fake host's `/etc/resolv.conf` points at, by default.
 pub const FAKE_STUB: &str = "# fake systemd-resolved stub (wg-wrap leak test)\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n";
 /// The fake host's `hosts:` line: nss-resolve first, as Ubuntu ships it.
+/// The `hosts:` line of the session's private nsswitch.conf (the supervisor's
+/// `namespace::isolation::HOSTS_LINE`, spelled out: the supervisor keeps it private).
+pub const SESSION_HOSTS_LINE: &str = "hosts:          files dns";
 pub const FAKE_HOSTS_LINE: &str = "hosts: files resolve [!UNAVAIL=return] dns myhostname";
 /// The fake host's LAN address (TEST-NET-1), only inside the sandbox namespace.
 pub const LAN_ADDR: &str = "192.0.2.1";

@@ -4,8 +4,8 @@
 //! sockets on a [`FakeNet`] that delivers datagrams between them, can drop some, and
 //! lets a socket change its address (roaming).
 
-use super::{TunIo, UdpIo};
-use crate::udp::{RecvBatch, SendBatch, MAX_DATAGRAM};
+use crate::dataplane::udp::{RecvBatch, SendBatch, UdpIo, MAX_DATAGRAM};
+use crate::namespace::tun_device::TunIo;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;

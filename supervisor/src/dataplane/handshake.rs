@@ -3,7 +3,9 @@
 //! changes from outside (re-resolution).
 
 use super::peers::{Peer, PeerSet};
-use super::{lock, socket_form, Device, TunIo, UdpIo, MIN_OUT, MSG_COOKIE_REPLY, TIMER_TICK};
+use super::udp::UdpIo;
+use super::{lock, socket_form, Device, MIN_OUT, MSG_COOKIE_REPLY, TIMER_TICK};
+use crate::namespace::tun_device::TunIo;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use std::net::SocketAddr;

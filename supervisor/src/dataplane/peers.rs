@@ -1,7 +1,7 @@
 //! The peers as the data plane holds them, and what a reload does to them.
 
 use super::{canonical, lock, socket_form};
-use crate::routing::AllowedIps;
+use crate::dataplane::allowed_ips::AllowedIps;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
@@ -161,25 +161,7 @@ impl PeerSet {
                     } else {
                         summary.added += 1;
                     }
-                    // Indices stay below 2^24: boringtun shifts them left by 8 bits.
-                    let index = next_index.fetch_add(1, Ordering::Relaxed) % (1 << 24);
-                    Arc::new(Peer {
-                        public_key: p.public_key,
-                        preshared_key: p.preshared_key,
-                        persistent_keepalive: p.persistent_keepalive,
-                        index,
-                        tunn: Mutex::new(Tunn::new(
-                            private.clone(),
-                            PublicKey::from(p.public_key),
-                            p.preshared_key,
-                            p.persistent_keepalive,
-                            index,
-                            Some(unlimited.clone()),
-                        )),
-                        endpoint: Mutex::new(p.endpoint.map(|e| socket_form(e, v6))),
-                        wire_tx: AtomicU64::new(0),
-                        wire_rx: AtomicU64::new(0),
-                    })
+                    new_peer(&private, &p, v6, &unlimited, next_index)
                 }
             };
             for net in &p.allowed_ips {
@@ -224,4 +206,34 @@ impl PeerSet {
             })
             .collect()
     }
+}
+
+/// A peer with a fresh session: a new receiver index and a `Tunn` handshaking with
+/// `private` (its cookie checks through the set's `unlimited` rate limiter).
+fn new_peer(
+    private: &StaticSecret,
+    p: &PeerConfig,
+    v6: bool,
+    unlimited: &Arc<RateLimiter>,
+    next_index: &AtomicU32,
+) -> Arc<Peer> {
+    // Indices stay below 2^24: boringtun shifts them left by 8 bits.
+    let index = next_index.fetch_add(1, Ordering::Relaxed) % (1 << 24);
+    Arc::new(Peer {
+        public_key: p.public_key,
+        preshared_key: p.preshared_key,
+        persistent_keepalive: p.persistent_keepalive,
+        index,
+        tunn: Mutex::new(Tunn::new(
+            private.clone(),
+            PublicKey::from(p.public_key),
+            p.preshared_key,
+            p.persistent_keepalive,
+            index,
+            Some(unlimited.clone()),
+        )),
+        endpoint: Mutex::new(p.endpoint.map(|e| socket_form(e, v6))),
+        wire_tx: AtomicU64::new(0),
+        wire_rx: AtomicU64::new(0),
+    })
 }

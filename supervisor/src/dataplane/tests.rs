@@ -4,7 +4,7 @@
 
 use super::fake::{FakeNet, FakeTun, FakeUdp};
 use super::*;
-use crate::tun::{VnetHdr, VNET_HDR_LEN};
+use crate::dataplane::offload::{VnetHdr, VNET_HDR_LEN};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use rand_core::{OsRng, RngCore};
 use std::sync::atomic::Ordering;
@@ -61,7 +61,7 @@ fn packet(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
             p[9] = 17;
             p[12..16].copy_from_slice(&s.octets());
             p[16..20].copy_from_slice(&d.octets());
-            crate::tun::ipv4_header_checksum(&mut p);
+            crate::dataplane::checksum::ipv4_header_checksum(&mut p);
             p.extend_from_slice(&udp);
             p
         }
@@ -497,7 +497,12 @@ fn offloaded_superpackets_cross_and_arrive_coalesced() {
     sp[34..36].copy_from_slice(&1000u16.to_be_bytes());
     sp[40..52].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
     sp.extend_from_slice(&data);
-    let pseudo = crate::tun::fold(crate::tun::pseudo_header_sum(&sp, 6, sp.len() - 20, false));
+    let pseudo = crate::dataplane::checksum::fold(crate::dataplane::checksum::pseudo_header_sum(
+        &sp,
+        6,
+        sp.len() - 20,
+        false,
+    ));
     sp[36..38].copy_from_slice(&pseudo.to_be_bytes());
     let mut frame = vec![0u8; VNET_HDR_LEN];
     VnetHdr {
@@ -511,7 +516,7 @@ fn offloaded_superpackets_cross_and_arrive_coalesced() {
     .encode(&mut frame);
     frame.extend_from_slice(&sp);
     let mut want = Vec::new();
-    crate::tun::split(&mut frame.clone(), true, &mut vec![0u8; 65536], &mut |s| {
+    crate::dataplane::offload::split(&mut frame.clone(), true, &mut vec![0u8; 65536], &mut |s| {
         want.push(s.to_vec())
     })
     .unwrap();
@@ -523,7 +528,7 @@ fn offloaded_superpackets_cross_and_arrive_coalesced() {
     while got.len() < want.len() {
         let mut f = p.b_tun.written(WAIT).expect("the rest of the segments");
         frames += 1;
-        crate::tun::split(&mut f, true, &mut vec![0u8; 65536], &mut |s| {
+        crate::dataplane::offload::split(&mut f, true, &mut vec![0u8; 65536], &mut |s| {
             got.push(s.to_vec())
         })
         .unwrap();
@@ -600,7 +605,8 @@ fn a_client_moved_mid_download_handshakes_again_from_its_new_address() {
 /// moves to where the name now points; traffic then flows.
 #[test]
 fn reresolution_moves_a_stale_hostname_endpoint() {
-    use crate::resolve::{Handover, NamedEndpoint, Names, Reresolver, Resolver};
+    use crate::contract::handover::{Handover, NamedEndpoint};
+    use crate::reresolve::{Names, Reresolver, Resolver};
     struct Table;
     impl Resolver for Table {
         fn resolve(&mut self, host: &str) -> io::Result<Vec<IpAddr>> {

@@ -19,7 +19,10 @@
 //! Without offload (a fake TUN, or a kernel that refused it) frames are bare packets
 //! and both directions pass them through unchanged.
 
-use crate::dataplane::TunIo;
+use super::checksum::{
+    fold, ipv4_header_checksum, pseudo_header_sum, sum_bytes, transport_checksum,
+};
+use crate::namespace::tun_device::TunIo;
 use std::io;
 
 /// Size of `struct virtio_net_hdr` (no `num_buffers`): TUN's default with IFF_VNET_HDR.
@@ -108,93 +111,132 @@ pub fn split(
     }
     let hdr = VnetHdr::decode(frame).ok_or(FrameError::Truncated)?;
     let packet = &mut frame[VNET_HDR_LEN..];
-    let gso_type = hdr.gso_type & !GSO_ECN;
-    if gso_type == GSO_NONE {
+    if hdr.gso_type & !GSO_ECN == GSO_NONE {
         if hdr.flags & F_NEEDS_CSUM != 0 {
-            // CHECKSUM_PARTIAL: the field holds the pseudo-header sum; finish it.
-            let start = usize::from(hdr.csum_start);
-            let at = start + usize::from(hdr.csum_offset);
-            if at + 2 > packet.len() {
-                return Err(FrameError::Truncated);
-            }
-            let sum = fold(sum_bytes(&packet[start..], 0));
-            packet[at..at + 2].copy_from_slice(&(!sum).to_be_bytes());
+            complete_checksum(&hdr, packet)?;
         }
         each(packet);
         return Ok(());
     }
-    let v6 = match packet.first().map(|b| b >> 4) {
-        Some(4) => false,
-        Some(6) => true,
-        _ => return Err(FrameError::Unsupported),
-    };
-    let (proto, th_min) = match (gso_type, v6) {
-        (GSO_TCPV4, false) | (GSO_TCPV6, true) => (PROTO_TCP, 20),
-        (GSO_UDP_L4, _) => (PROTO_UDP, 8),
-        _ => return Err(FrameError::Unsupported),
-    };
-    // csum_start is where the transport header begins: the IP header's length (the
-    // kernel sets it; hdr_len is not trusted, as in wireguard-go).
-    let iph_len = usize::from(hdr.csum_start);
-    if iph_len < if v6 { 40 } else { 20 } || packet.len() < iph_len + th_min {
-        return Err(FrameError::Truncated);
-    }
-    let th_len = if proto == PROTO_TCP {
-        usize::from(packet[iph_len + 12] >> 4) * 4
-    } else {
-        8
-    };
-    let hdr_len = iph_len + th_len;
-    let gso = usize::from(hdr.gso_size);
-    if th_len < th_min || packet.len() < hdr_len || gso == 0 {
-        return Err(FrameError::Truncated);
-    }
-    if hdr_len + gso > scratch.len() {
+    let layout = Superpacket::parse(&hdr, packet)?;
+    if layout.hdr_len + layout.gso > scratch.len() {
         return Err(FrameError::TooLarge);
     }
-    let (headers, payload) = packet.split_at(hdr_len);
-    let segments = payload.len().div_ceil(gso).max(1);
-    let first_id = u16::from_be_bytes([headers[4], headers[5]]);
-    let first_seq = u32::from_be_bytes([
-        headers[iph_len + 4],
-        headers[iph_len + 5],
-        headers[iph_len + 6],
-        headers[iph_len + 7],
-    ]);
+    let (headers, payload) = packet.split_at(layout.hdr_len);
+    let segments = payload.len().div_ceil(layout.gso).max(1);
     for (i, chunk) in payload
-        .chunks(gso)
+        .chunks(layout.gso)
         .chain(payload.is_empty().then_some(&[][..]))
         .enumerate()
     {
-        let len = hdr_len + chunk.len();
-        let seg = &mut scratch[..len];
-        seg[..hdr_len].copy_from_slice(headers);
-        seg[hdr_len..].copy_from_slice(chunk);
-        if v6 {
+        let seg = &mut scratch[..layout.hdr_len + chunk.len()];
+        seg[..layout.hdr_len].copy_from_slice(headers);
+        seg[layout.hdr_len..].copy_from_slice(chunk);
+        layout.fix_segment(seg, i, i + 1 == segments);
+        each(seg);
+    }
+    Ok(())
+}
+
+/// CHECKSUM_PARTIAL: the field holds the pseudo-header sum; finish it.
+fn complete_checksum(hdr: &VnetHdr, packet: &mut [u8]) -> Result<(), FrameError> {
+    let start = usize::from(hdr.csum_start);
+    let at = start + usize::from(hdr.csum_offset);
+    if at + 2 > packet.len() {
+        return Err(FrameError::Truncated);
+    }
+    let sum = fold(sum_bytes(&packet[start..], 0));
+    packet[at..at + 2].copy_from_slice(&(!sum).to_be_bytes());
+    Ok(())
+}
+
+/// The layout of a TSO/USO superpacket, and what each of its segments inherits from
+/// the first one's headers.
+struct Superpacket {
+    v6: bool,
+    proto: u8,
+    /// Where the transport header starts.
+    iph_len: usize,
+    /// IP and transport headers together.
+    hdr_len: usize,
+    /// Payload bytes per segment.
+    gso: usize,
+    first_id: u16,
+    first_seq: u32,
+}
+
+impl Superpacket {
+    fn parse(hdr: &VnetHdr, packet: &[u8]) -> Result<Superpacket, FrameError> {
+        let v6 = match packet.first().map(|b| b >> 4) {
+            Some(4) => false,
+            Some(6) => true,
+            _ => return Err(FrameError::Unsupported),
+        };
+        let (proto, th_min) = match (hdr.gso_type & !GSO_ECN, v6) {
+            (GSO_TCPV4, false) | (GSO_TCPV6, true) => (PROTO_TCP, 20),
+            (GSO_UDP_L4, _) => (PROTO_UDP, 8),
+            _ => return Err(FrameError::Unsupported),
+        };
+        // csum_start is where the transport header begins: the IP header's length (the
+        // kernel sets it; hdr_len is not trusted, as in wireguard-go).
+        let iph_len = usize::from(hdr.csum_start);
+        if iph_len < if v6 { 40 } else { 20 } || packet.len() < iph_len + th_min {
+            return Err(FrameError::Truncated);
+        }
+        let th_len = if proto == PROTO_TCP {
+            usize::from(packet[iph_len + 12] >> 4) * 4
+        } else {
+            8
+        };
+        let hdr_len = iph_len + th_len;
+        let gso = usize::from(hdr.gso_size);
+        if th_len < th_min || packet.len() < hdr_len || gso == 0 {
+            return Err(FrameError::Truncated);
+        }
+        let t = iph_len;
+        Ok(Superpacket {
+            v6,
+            proto,
+            iph_len,
+            hdr_len,
+            gso,
+            first_id: u16::from_be_bytes([packet[4], packet[5]]),
+            first_seq: u32::from_be_bytes([
+                packet[t + 4],
+                packet[t + 5],
+                packet[t + 6],
+                packet[t + 7],
+            ]),
+        })
+    }
+
+    /// Adjust segment `i` (headers copied from the superpacket, its payload after
+    /// them): lengths, IPv4 ID, TCP sequence number and flags, checksums.
+    fn fix_segment(&self, seg: &mut [u8], i: usize, last: bool) {
+        let len = seg.len();
+        if self.v6 {
             seg[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
         } else {
             seg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            seg[4..6].copy_from_slice(&first_id.wrapping_add(i as u16).to_be_bytes());
+            seg[4..6].copy_from_slice(&self.first_id.wrapping_add(i as u16).to_be_bytes());
             ipv4_header_checksum(seg);
         }
-        let t = iph_len;
-        if proto == PROTO_TCP {
-            let seq = first_seq.wrapping_add((i * gso) as u32);
+        let t = self.iph_len;
+        if self.proto == PROTO_TCP {
+            let seq = self.first_seq.wrapping_add((i * self.gso) as u32);
             seg[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
-            if i + 1 < segments {
+            if !last {
                 seg[t + 13] &= !(TCP_FIN | TCP_PSH);
             }
             if i > 0 {
                 seg[t + 13] &= !TCP_CWR;
             }
-            transport_checksum(seg, t, 16, PROTO_TCP, v6);
+            transport_checksum(seg, t, 16, PROTO_TCP, self.v6);
         } else {
             seg[t + 4..t + 6].copy_from_slice(&((len - t) as u16).to_be_bytes());
-            transport_checksum(seg, t, 6, PROTO_UDP, v6);
+            transport_checksum(seg, t, 6, PROTO_UDP, self.v6);
         }
-        each(seg);
     }
-    Ok(())
 }
 
 /// Write one packet, `buf[HEADROOM..HEADROOM + len]`, as a frame of its own.
@@ -441,62 +483,6 @@ impl Writer {
         self.spare.push(slot.buf);
         result
     }
-}
-
-/// Recompute an IPv4 header's checksum in place.
-pub fn ipv4_header_checksum(p: &mut [u8]) {
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    p[10] = 0;
-    p[11] = 0;
-    let sum = !fold(sum_bytes(&p[..ihl], 0));
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
-}
-
-/// Compute the TCP or UDP checksum of `p` (transport header at `t`, checksum field
-/// `field` bytes into it) in place.
-pub fn transport_checksum(p: &mut [u8], t: usize, field: usize, proto: u8, v6: bool) {
-    p[t + field] = 0;
-    p[t + field + 1] = 0;
-    let sum = sum_bytes(&p[t..], pseudo_header_sum(p, proto, p.len() - t, v6));
-    let mut c = !fold(sum);
-    if proto == PROTO_UDP && c == 0 {
-        c = 0xffff; // RFC 768: zero means "no checksum"
-    }
-    p[t + field..t + field + 2].copy_from_slice(&c.to_be_bytes());
-}
-
-/// The pseudo-header's contribution (addresses from the IP header of `p`).
-pub fn pseudo_header_sum(p: &[u8], proto: u8, transport_len: usize, v6: bool) -> u64 {
-    let addrs = if v6 { &p[8..40] } else { &p[12..20] };
-    let mut tail = [0u8; 8];
-    tail[..4].copy_from_slice(&(transport_len as u32).to_be_bytes());
-    tail[7] = proto;
-    sum_bytes(&tail, sum_bytes(addrs, 0))
-}
-
-/// The ones'-complement sum of `data` as big-endian 16-bit words, added to `initial`
-/// (a value from this function), unfolded. Native-order 32-bit words are summed into
-/// a 64-bit accumulator (no carries to track for anything under 16 GiB, and the loop
-/// vectorizes), then folded and byte-swapped once (RFC 1071 §2(B)).
-pub fn sum_bytes(data: &[u8], initial: u64) -> u64 {
-    let (words, rest) = data.as_chunks::<4>();
-    let mut acc: u64 = words
-        .iter()
-        .map(|w| u64::from(u32::from_ne_bytes(*w)))
-        .sum();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    acc += u64::from(u32::from_ne_bytes(tail));
-    // Native-order sum -> big-endian 16-bit sum.
-    initial + u64::from(u16::from_be(fold(acc)))
-}
-
-/// Fold a 64-bit ones'-complement sum to 16 bits.
-pub fn fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! Everything here is plain text so a human can debug a stuck session with `cat`.
 
 use std::fmt;
+use std::time::Duration;
 
 pub const STATE_FILE: &str = "state";
 pub const PIDS_DIR: &str = "pids";
@@ -38,6 +39,19 @@ pub struct SessionState {
     pub started_unix: u64,
     /// Names the control socket (see [`control_socket_name`]).
     pub control_id: u64,
+}
+
+/// How long wrapped processes get between SIGTERM and SIGKILL when a supervisor is
+/// stopped by a signal (`down --now` waits that long and more).
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Seconds since the Unix epoch, as `started_unix` counts them (0 if the clock is
+/// before 1970).
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The abstract name of a session's control socket.

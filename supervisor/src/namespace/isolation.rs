@@ -56,9 +56,10 @@
 //! ssh-agent does for its keys. Processes outside the session (in the parent user
 //! namespace) are out of the wrapped programs' reach for the same commoncap reason.
 
-use crate::dns::render_resolv_conf;
-use crate::netsetup::routed_through_tunnel;
-use crate::session::RESOLV_FILE;
+use crate::contract::handover::host_nameservers;
+use crate::contract::state::RESOLV_FILE;
+use crate::namespace::netsetup::routed_through_tunnel;
+use crate::namespace::resolv_conf::render_resolv_conf;
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, StatVfsMountFlags};
 use rustix::io::Errno;
 use rustix::mount::{
@@ -66,7 +67,6 @@ use rustix::mount::{
 };
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use wgconf::Config;
@@ -281,21 +281,6 @@ pub fn plan_resolv_conf(config: &Config, host: Option<&str>) -> ResolvPlan {
             )),
         },
     }
-}
-
-/// The `nameserver` entries of a resolv.conf text, in order; an entry that is not an
-/// IP address (after dropping an IPv6 `%scope`) is returned as its raw text.
-pub fn host_nameservers(text: &str) -> Vec<Result<IpAddr, String>> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next()? == "nameserver").then(|| words.next().unwrap_or(""))
-        })
-        .map(|raw| {
-            let addr = raw.split('%').next().unwrap_or(raw);
-            addr.parse().map_err(|_| raw.to_owned())
-        })
-        .collect()
 }
 
 /// The host's nsswitch.conf with every `hosts:` line replaced by [`HOSTS_LINE`] (one
@@ -584,19 +569,6 @@ mod tests {
         assert!(host_nameservers(&plan_resolv_conf(&v4_only, Some(host)).text).is_empty());
         let dual = config("Address = 10.0.0.2/24, fd00::2/64", "10.0.0.0/24, ::/0");
         assert!(plan_resolv_conf(&dual, Some(host)).text.ends_with(host));
-    }
-
-    #[test]
-    fn nameserver_parsing() {
-        let text = "; comment\n# nameserver 1.1.1.1\nnameserver 10.0.0.1\n  nameserver\tfe80::1%eth0  \nnameserverx 9.9.9.9\nnameserver bogus\n";
-        assert_eq!(
-            host_nameservers(text),
-            [
-                Ok("10.0.0.1".parse().unwrap()),
-                Ok("fe80::1".parse().unwrap()),
-                Err("bogus".to_owned())
-            ]
-        );
     }
 
     #[test]

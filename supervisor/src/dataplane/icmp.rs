@@ -14,7 +14,7 @@
 //! or broadcast address (RFC 1812 §4.3.2.7, RFC 4443 §2.4(e)); a token bucket keeps
 //! a flood of unroutable packets from turning into a flood of errors.
 
-use crate::tun::{fold, ipv4_header_checksum, pseudo_header_sum, sum_bytes};
+use crate::dataplane::checksum::{fold, ipv4_header_checksum, pseudo_header_sum, sum_bytes};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 

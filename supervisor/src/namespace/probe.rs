@@ -17,8 +17,8 @@
 //! Everything it makes disappears with the process: the namespaces have no other
 //! member.
 
-use crate::netlink::Rtnetlink;
-use crate::netsetup::{NetOps, LOOPBACK_INDEX};
+use crate::namespace::netlink::Rtnetlink;
+use crate::namespace::netsetup::{NetOps, LOOPBACK_INDEX};
 use rustix::mount::{mount, MountFlags};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};

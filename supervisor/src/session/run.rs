@@ -1,15 +1,19 @@
 //! The supervisor's life, in order (see the crate docs for the theory of operation).
 
-use crate::control::{peer_configs, Control, SessionInfo};
-use crate::dataplane::{Device, TunIo};
-use crate::isolation;
-use crate::lifecycle::{self, End, Lifecycle};
-use crate::netlink::Rtnetlink;
-use crate::netsetup;
-use crate::profile_dir::{live_registrations, open_dir};
-use crate::resolve::{DnsClient, Names, Reresolve, Reresolver};
-use crate::session::{proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE};
-use crate::udp::HostSocket;
+use crate::contract::handover::Args;
+use crate::contract::profile_dir::{live_registrations, open_dir, write_atomic};
+use crate::contract::state::{
+    now_unix, proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE,
+};
+use crate::dataplane::udp::HostSocket;
+use crate::dataplane::Device;
+use crate::namespace::isolation;
+use crate::namespace::netlink::Rtnetlink;
+use crate::namespace::netsetup;
+use crate::namespace::tun_device::{create_tun, DEFAULT_MTU};
+use crate::reresolve::{DnsClient, Names, Reresolve, Reresolver};
+use crate::session::control::{peer_configs, Control, SessionInfo};
+use crate::session::lifecycle::{self, End, Lifecycle};
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 use std::fmt;
@@ -17,35 +21,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 use wgconf::Config;
-
-pub const DEFAULT_MTU: u16 = 1420;
-/// The tunnel device's name inside the private namespace.
-pub const TUN_NAME: &str = "wg0";
-
-/// What the CLI hands over, all as inherited descriptors.
-pub struct Args {
-    /// A sealed memfd with the profile rendered by wgconf, endpoints already resolved.
-    pub config: OwnedFd,
-    /// The UDP socket, opened on the host before isolation.
-    pub udp: OwnedFd,
-    /// Write end of the readiness pipe: "ready\n" followed by zero or more
-    /// "warning: …\n" lines, or "error: …\n"; then closed.
-    /// Absent in the foreground (`up --foreground`), where errors go to stderr.
-    pub ready: Option<OwnedFd>,
-    /// The profile lock, held by the CLI that started us in the foreground; released
-    /// once the session is usable (so no other command can start a second one).
-    pub lock: Option<OwnedFd>,
-    /// The runtime `profiles/` directory.
-    pub profiles: OwnedFd,
-    /// The listening control socket, an abstract unix socket the CLI bound in the
-    /// host's network namespace (out of reach of wrapped programs).
-    pub control: OwnedFd,
-    /// The id in the control socket's name, recorded in `state` for the CLI.
-    pub control_id: u64,
-    pub profile: String,
-}
 
 /// A set-up step that failed, with its cause.
 #[derive(Debug)]
@@ -71,55 +47,6 @@ fn at<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
     }
 }
 
-// --- data plane (issue 5): the TUN device as the data plane sees it -------------------
-//
-// The device is non-blocking (see `create_tun`): `recv` waits with poll(2), `try_recv`
-// lets the outbound thread drain what is queued before it sends a batch.
-impl TunIo for tun_rs::SyncDevice {
-    fn offload(&self) -> bool {
-        self.tcp_gso()
-    }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match tun_rs::SyncDevice::recv(self, buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut fds = [rustix::event::PollFd::new(
-                        self,
-                        rustix::event::PollFlags::IN,
-                    )];
-                    match rustix::event::poll(&mut fds, None) {
-                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                other => return other,
-            }
-        }
-    }
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        tun_rs::SyncDevice::recv(self, buf)
-    }
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        tun_rs::SyncDevice::send(self, frame).map(drop)
-    }
-}
-
-/// The TUN device `wg0`, with TSO/USO offloads (IFF_VNET_HDR) where the kernel has
-/// them, non-blocking.
-fn create_tun(mtu: u16) -> io::Result<tun_rs::SyncDevice> {
-    let build = |offload: bool| {
-        tun_rs::DeviceBuilder::new()
-            .name(TUN_NAME)
-            .mtu(mtu)
-            .offload(offload)
-            .build_sync()
-    };
-    let tun = build(true).or_else(|_| build(false))?;
-    tun.set_nonblocking(true)?;
-    Ok(tun)
-}
-// --- end data plane ---------------------------------------------------------------------
-
 /// Registrations and the hold, read from the profile directory for `status`.
 struct DirSession(OwnedFd);
 
@@ -132,13 +59,8 @@ impl SessionInfo for DirSession {
     }
 }
 
-/// Run the supervisor; returns the process exit code.
-pub fn run(args: Args) -> i32 {
-    run_with(args, None)
-}
-
-/// [`run`], re-resolving hostname endpoints when `reresolve` is given (the CLI's
-/// handover, see [`crate::resolve`]).
+/// Run the supervisor, re-resolving hostname endpoints when `reresolve` is given (the
+/// CLI's handover, see [`crate::reresolve`]); returns the process exit code.
 pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
     let mut ready = args.ready.map(std::fs::File::from);
     let mut report = |line: &str| match ready.as_mut() {
@@ -265,13 +187,6 @@ fn setup(
     Ok((control, warnings))
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn read_config(fd: &OwnedFd) -> Result<Config, SetupError> {
     let mut text = String::new();
     let file = fs::openat(
@@ -320,15 +235,5 @@ fn write_state(dir: &OwnedFd, control_id: u64) -> io::Result<()> {
         started_unix: now_unix(),
         control_id,
     };
-    // Write then rename, so a reader never sees half a state file.
-    let tmp = format!(".{STATE_FILE}.tmp");
-    let fd = fs::openat(
-        dir,
-        tmp.as_str(),
-        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::RUSR | Mode::WUSR,
-    )?;
-    std::fs::File::from(fd).write_all(state.render().as_bytes())?;
-    fs::renameat(dir, tmp.as_str(), dir, STATE_FILE)?;
-    Ok(())
+    write_atomic(dir.as_fd(), STATE_FILE, state.render().as_bytes())
 }

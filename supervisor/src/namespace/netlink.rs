@@ -1,6 +1,6 @@
 //! The real [`NetOps`]: rtnetlink requests, each acknowledged before the next.
 
-use crate::netsetup::NetOps;
+use crate::namespace::netsetup::NetOps;
 use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST,
 };

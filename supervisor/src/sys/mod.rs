@@ -1,9 +1,13 @@
-//! The few raw operations the supervisor needs beyond rustix's safe API: taking
-//! ownership of inherited file descriptors.
+//! The few raw operations the supervisor needs beyond rustix's safe API, and the only
+//! code that may use `unsafe`: taking ownership of inherited file descriptors (here),
+//! and batched UDP socket calls with GSO/GRO control messages ([`mmsg`]).
 
 use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+#[cfg(target_os = "linux")]
+pub(crate) mod mmsg;
 
 /// Take ownership of a descriptor the CLI passed to us by number.
 ///

@@ -13,24 +13,23 @@
 //! "stop now" (`down --now`, systemd stopping `up --foreground`): every process in the
 //! namespace gets SIGTERM, then SIGKILL after a grace period, and the session ends.
 
-use crate::profile_dir::{self, list_dir, lock_dir, open_dir, ProfileLock};
-use crate::session::{
+use crate::contract::profile_dir::{self, list_dir, lock_dir, open_dir, ProfileLock};
+use crate::contract::state::{
     netns_of, parse_pid_name, proc_start_time, processes_in_netns, NsId, HOLD_FILE, PIDS_DIR,
+    STOP_GRACE,
 };
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{self, inotify, AtFlags};
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 use rustix::process::{pidfd_send_signal, Signal};
-use std::io::{self, Read};
+use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 /// Safety net: rescan now and then even if an event was somehow missed.
 const RESCAN: Duration = Duration::from_secs(5);
-/// How long wrapped processes get between SIGTERM and SIGKILL when stopping.
-pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// A process that keeps the session alive.
 struct Watched {
@@ -249,21 +248,7 @@ impl Lifecycle {
 
     /// A pidfd for a registered PID, if that PID is still the process that registered.
     fn verify(&self, pid: u32, name: &str) -> Option<OwnedFd> {
-        let recorded: u64 = {
-            let fd = fs::openat(
-                &self.pids,
-                name,
-                fs::OFlags::RDONLY | fs::OFlags::NOFOLLOW | fs::OFlags::CLOEXEC,
-                fs::Mode::empty(),
-            )
-            .ok()?;
-            let mut text = String::new();
-            std::fs::File::from(fd)
-                .take(64)
-                .read_to_string(&mut text)
-                .ok()?;
-            text.trim().parse().ok()?
-        };
+        let recorded = profile_dir::recorded_start_time(self.pids.as_fd(), name)?;
         // Open the pidfd first: if the start time still matches afterwards, the pidfd
         // refers to the registered process and not to a later holder of the PID.
         let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
@@ -316,8 +301,8 @@ impl Lifecycle {
 /// state was damaged) and started a new session in the same directory, its files are
 /// not ours to remove.
 pub fn teardown(profiles: &OwnedFd, name: &str, dir: &OwnedFd) -> io::Result<()> {
-    let ours = profile_dir::read_small(dir.as_fd(), crate::session::STATE_FILE)
-        .and_then(|t| crate::session::SessionState::parse(&t).ok())
+    let ours = profile_dir::read_small(dir.as_fd(), crate::contract::state::STATE_FILE)
+        .and_then(|t| crate::contract::state::SessionState::parse(&t).ok())
         .is_some_and(|s| s.supervisor_pid == std::process::id());
     if !ours {
         return Ok(());

@@ -6,7 +6,7 @@
 //! included), a lock is only valid once we have checked, while holding it, that both
 //! the lock file and the directory are still the ones linked under their names.
 
-use crate::session::{LOCK_FILE, PIDS_DIR};
+use crate::contract::state::{LOCK_FILE, PIDS_DIR};
 use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use std::io;
@@ -163,13 +163,18 @@ pub fn live_registrations(dir: BorrowedFd<'_>) -> Vec<u32> {
     list_dir(pids.as_fd())
         .unwrap_or_default()
         .iter()
-        .filter_map(|n| crate::session::parse_pid_name(n))
+        .filter_map(|n| crate::contract::state::parse_pid_name(n))
         .filter(|pid| {
-            let recorded = read_small(pids.as_fd(), &pid.to_string())
-                .and_then(|t| t.trim().parse::<u64>().ok());
-            recorded.is_some() && recorded == crate::session::proc_start_time(*pid)
+            let recorded = recorded_start_time(pids.as_fd(), &pid.to_string());
+            recorded.is_some() && recorded == crate::contract::state::proc_start_time(*pid)
         })
         .collect()
+}
+
+/// The start time a registration `pids/<name>` recorded (see
+/// [`crate::contract::state`]); `None` if it is missing or unreadable.
+pub fn recorded_start_time(pids: BorrowedFd<'_>, name: &str) -> Option<u64> {
+    read_small(pids, name)?.trim().parse().ok()
 }
 
 /// A small file below `dir` (at most 4 KiB), never following a symlink.
@@ -188,6 +193,28 @@ pub fn read_small(dir: BorrowedFd<'_>, name: &str) -> Option<String> {
         .read_to_string(&mut text)
         .ok()?;
     Some(text)
+}
+
+/// Write `name` below `dir` with mode 0600, atomically: a temporary `.tmp-<name>`
+/// (which readers of `pids/` skip), then a rename, so nobody sees half a file.
+/// The error names the step and the file.
+pub fn write_atomic(dir: BorrowedFd<'_>, name: &str, content: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let step = |what: &'static str| {
+        move |e: io::Error| io::Error::new(e.kind(), format!("{what} {name}: {e}"))
+    };
+    let tmp = format!(".tmp-{name}");
+    let fd = fs::openat(
+        dir,
+        tmp.as_str(),
+        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    )
+    .map_err(|e| step("create")(e.into()))?;
+    std::fs::File::from(fd)
+        .write_all(content)
+        .map_err(step("write"))?;
+    fs::renameat(dir, tmp.as_str(), dir, name).map_err(|e| step("rename")(e.into()))
 }
 
 /// Remove a whole profile directory (teardown or stale cleanup), lock file last.

@@ -4,14 +4,14 @@
 //!   1. wait for the TUN, then read every frame already queued, until the send batch
 //!      is full or the TUN is empty;
 //!   2. cut each frame into IP packets: a TSO superpacket into its MTU-sized segments
-//!      (see [`crate::tun`]);
+//!      (see [`crate::dataplane::offload`]);
 //!   3. pick the peer by longest-prefix match of the destination on AllowedIPs; with no
 //!      peer (or a peer with no endpoint yet) answer with ICMP unreachable, written
-//!      back into the TUN (see [`crate::icmp`]);
+//!      back into the TUN (see [`crate::dataplane::icmp`]);
 //!   4. encrypt with that peer's `Tunn` straight into the send batch (boringtun queues
 //!      the packet and hands out an initiation while a handshake runs);
 //!   5. send the batch: one `sendmmsg`, runs of equal datagrams as UDP GSO (see
-//!      [`crate::udp`]).
+//!      [`crate::dataplane::udp`]).
 //!
 //! Inbound flow (thread `udp->tun`):
 //!   1. receive a batch: one `recvmmsg`, each message one datagram or several that the
@@ -38,14 +38,18 @@
 //! never across a system call on the hot path. Every buffer is allocated once, when a thread starts;
 //! nothing on the hot path allocates or logs.
 //!
-//! Submodules: `peers` (the peer set and what a reload does to it), `handshake`
-//! (handshake messages, timers, endpoint changes), and for tests `fake` (in-memory TUN
-//! and network) and `tests` (data planes wired back to back).
+//! Files: `peers` (the peer set and what a reload does to it), `handshake` (handshake
+//! messages, timers, endpoint changes), `allowed_ips` (the longest-prefix table),
+//! `icmp` (unreachable errors), `offload` (TUN superpackets cut and glued),
+//! `checksum`, `udp` (batches and the host socket, whose system calls are in
+//! `crate::sys::mmsg`); for tests `fake` (in-memory TUN and network) and `tests`
+//! (data planes wired back to back). The TUN device itself, and [`TunIo`], are in
+//! `crate::namespace::tun_device`.
 
-use crate::icmp;
-use crate::tun::{self, HEADROOM, MAX_FRAME};
-use crate::udp::{HostSocket, RecvBatch, SendBatch, MAX_DATAGRAM};
+use crate::dataplane::udp::{RecvBatch, SendBatch, UdpIo, MAX_DATAGRAM};
+use crate::namespace::tun_device::TunIo;
 use boringtun::noise::{Tunn, TunnResult};
+use offload::{HEADROOM, MAX_FRAME};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU32;
@@ -72,55 +76,6 @@ const MIN_OUT: usize = 148;
 /// WireGuard message types (the first byte; the other three are zero).
 const MSG_COOKIE_REPLY: u8 = 3;
 const MSG_DATA: u8 = 4;
-
-/// The inner side: a TUN device (or a fake in tests).
-pub trait TunIo: Send + Sync {
-    /// Whether frames carry a virtio-net header (IFF_VNET_HDR with offloads on): a
-    /// read may then be a superpacket, and a write may be one (see [`crate::tun`]).
-    fn offload(&self) -> bool {
-        false
-    }
-    /// Block until a frame is available, then read it; returns its length.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Read a frame if one is queued, else fail with `WouldBlock`.
-    fn try_recv(&self, _buf: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-    /// Write one frame.
-    fn send(&self, frame: &[u8]) -> io::Result<()>;
-}
-
-/// The outer side: the host UDP socket (or a fake).
-pub trait UdpIo: Send + Sync {
-    /// Whether the socket is AF_INET6 (IPv4 endpoints are then v4-mapped).
-    fn is_ipv6(&self) -> bool;
-    /// The local port peers reach us on.
-    fn local_port(&self) -> u16;
-    /// Block until a datagram arrives, then fill `batch` with what is queued.
-    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()>;
-    /// Send every datagram of `batch` and clear it; lost datagrams are not errors.
-    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()>;
-    /// Send one datagram.
-    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()>;
-}
-
-impl UdpIo for HostSocket {
-    fn is_ipv6(&self) -> bool {
-        HostSocket::is_ipv6(self)
-    }
-    fn local_port(&self) -> u16 {
-        HostSocket::port(self)
-    }
-    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
-        HostSocket::recv_batch(self, batch)
-    }
-    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()> {
-        HostSocket::send_batch(self, batch)
-    }
-    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
-        HostSocket::send_to(self, datagram, to)
-    }
-}
 
 pub struct Device<T: TunIo, U: UdpIo> {
     tun: T,
@@ -270,7 +225,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             let Some((i, to)) = target else {
                 if icmp_limit.allow() {
                     if let Some(len) = icmp::unreachable(packet, &mut icmp[HEADROOM..]) {
-                        let _ = tun::write_packet(&self.tun, icmp, len);
+                        let _ = offload::write_packet(&self.tun, icmp, len);
                     }
                 }
                 return;
@@ -309,14 +264,14 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             }
         };
         // A frame that cannot be cut apart is dropped, like a corrupt packet.
-        let _ = tun::split(&mut frame[..n], *offload, scratch, &mut each);
+        let _ = offload::split(&mut frame[..n], *offload, scratch, &mut each);
     }
 
     fn inbound_loop(&self) {
         let mut batch = RecvBatch::new(RECV_BATCH_MESSAGES);
         let mut scratch = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
         let mut stage = Stage::new();
-        let mut writer = tun::Writer::new(self.tun.offload());
+        let mut writer = offload::Writer::new(self.tun.offload());
         loop {
             if let Err(e) = self.udp.recv_batch(&mut batch) {
                 if !is_transient(&e) {
@@ -328,75 +283,87 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             }
             let set = self.current();
             for (from, datagrams) in batch.messages() {
-                let mut roam = Roam::default();
-                // The datagrams of a message nearly always belong to one peer: its
-                // session stays locked while they are decrypted (one lock, not one
-                // per datagram), and is released before anything is written.
-                let mut held: Option<(u32, usize, MutexGuard<'_, Tunn>)> = None;
-                for datagram in datagrams {
-                    if datagram.first() != Some(&MSG_DATA) || datagram.len() < DATA_OVERHEAD {
-                        held = None;
-                        self.handle_handshake(&set, datagram, from, &mut scratch);
-                        continue;
-                    }
-                    if !stage.has_room(datagram.len()) {
-                        // Only a message of many tiny datagrams gets here.
-                        held = None;
-                        self.deliver(&set, &mut stage, &mut writer);
-                    }
-                    let idx =
-                        u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]])
-                            >> 8;
-                    if held.as_ref().is_none_or(|(cached, _, _)| *cached != idx) {
-                        held = None;
-                        let Some(&i) = set.by_index.get(&idx) else {
-                            continue;
-                        };
-                        let mut tunn = lock(&set.peer(i).tunn);
-                        self.tick(set.peer(i), &mut tunn);
-                        held = Some((idx, i, tunn));
-                    }
-                    let Some((_, i, tunn)) = held.as_mut() else {
-                        continue;
-                    };
-                    let res = tunn.decapsulate(Some(from.ip()), datagram, stage.space());
-                    if !matches!(res, TunnResult::Err(_)) {
-                        set.peer(*i).received(datagram.len());
-                    }
-                    match res {
-                        TunnResult::WriteToTunnelV4(p, src) => {
-                            let len = p.len();
-                            stage.commit(len, *i, IpAddr::V4(src));
-                            roam.saw(&set, *i, from);
-                        }
-                        TunnResult::WriteToTunnelV6(p, src) => {
-                            let len = p.len();
-                            stage.commit(len, *i, IpAddr::V6(src));
-                            roam.saw(&set, *i, from);
-                        }
-                        // A keepalive: authenticated, nothing to deliver.
-                        TunnResult::Done => roam.saw(&set, *i, from),
-                        // Replays, unknown sessions, bad tags: dropped.
-                        TunnResult::Err(_) => {}
-                        // Data never produces a reply; sent anyway rather than lost.
-                        TunnResult::WriteToNetwork(d) => {
-                            set.peer(*i).sent(d.len());
-                            let _ = self.udp.send_to(d, from);
-                        }
-                    }
-                }
-                drop(held);
-                roam.finish(&set, from);
-                self.deliver(&set, &mut stage, &mut writer);
+                self.receive_message(&set, from, datagrams, &mut scratch, &mut stage, &mut writer);
             }
             // Packets the TUN refused are lost, like any dropped packet.
             let _ = writer.flush(&self.tun);
         }
     }
 
+    /// Steps 2 to 5 of the inbound flow for one received message: one datagram, or
+    /// several the kernel coalesced (UDP GRO), all from `from`.
+    fn receive_message(
+        &self,
+        set: &PeerSet,
+        from: SocketAddr,
+        datagrams: std::slice::Chunks<'_, u8>,
+        scratch: &mut [u8],
+        stage: &mut Stage,
+        writer: &mut offload::Writer,
+    ) {
+        let mut roam = Roam::default();
+        // The datagrams of a message nearly always belong to one peer: its
+        // session stays locked while they are decrypted (one lock, not one
+        // per datagram), and is released before anything is written.
+        let mut held: Option<(u32, usize, MutexGuard<'_, Tunn>)> = None;
+        for datagram in datagrams {
+            if datagram.first() != Some(&MSG_DATA) || datagram.len() < DATA_OVERHEAD {
+                held = None;
+                self.handle_handshake(set, datagram, from, scratch);
+                continue;
+            }
+            if !stage.has_room(datagram.len()) {
+                // Only a message of many tiny datagrams gets here.
+                held = None;
+                self.deliver(set, stage, writer);
+            }
+            let idx = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]) >> 8;
+            if held.as_ref().is_none_or(|(cached, _, _)| *cached != idx) {
+                held = None;
+                let Some(&i) = set.by_index.get(&idx) else {
+                    continue;
+                };
+                let mut tunn = lock(&set.peer(i).tunn);
+                self.tick(set.peer(i), &mut tunn);
+                held = Some((idx, i, tunn));
+            }
+            let Some((_, i, tunn)) = held.as_mut() else {
+                continue;
+            };
+            let res = tunn.decapsulate(Some(from.ip()), datagram, stage.space());
+            if !matches!(res, TunnResult::Err(_)) {
+                set.peer(*i).received(datagram.len());
+            }
+            match res {
+                TunnResult::WriteToTunnelV4(p, src) => {
+                    let len = p.len();
+                    stage.commit(len, *i, IpAddr::V4(src));
+                    roam.saw(set, *i, from);
+                }
+                TunnResult::WriteToTunnelV6(p, src) => {
+                    let len = p.len();
+                    stage.commit(len, *i, IpAddr::V6(src));
+                    roam.saw(set, *i, from);
+                }
+                // A keepalive: authenticated, nothing to deliver.
+                TunnResult::Done => roam.saw(set, *i, from),
+                // Replays, unknown sessions, bad tags: dropped.
+                TunnResult::Err(_) => {}
+                // Data never produces a reply; sent anyway rather than lost.
+                TunnResult::WriteToNetwork(d) => {
+                    set.peer(*i).sent(d.len());
+                    let _ = self.udp.send_to(d, from);
+                }
+            }
+        }
+        drop(held);
+        roam.finish(set, from);
+        self.deliver(set, stage, writer);
+    }
+
     /// Step 4 of the inbound flow for the staged packets: cryptokey routing's source
     /// check, then the coalescer.
-    fn deliver(&self, set: &PeerSet, stage: &mut Stage, writer: &mut tun::Writer) {
+    fn deliver(&self, set: &PeerSet, stage: &mut Stage, writer: &mut offload::Writer) {
         // Packets of a flow share their source: check each source once.
         let mut checked: Option<(usize, IpAddr, bool)> = None;
         for k in 0..stage.packets.len() {
@@ -506,7 +473,17 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-impl<T: TunIo + 'static, U: UdpIo + 'static> crate::control::Tunnel for Device<T, U> {
+/// What the control server needs from the running tunnel.
+pub trait Tunnel: Send + Sync {
+    fn stats(&self) -> Vec<PeerStats>;
+    fn reconfigure(&self, private_key: [u8; 32], peers: Vec<PeerConfig>) -> ReloadSummary;
+    /// Whether the UDP socket is IPv6 (endpoints are then v4-mapped).
+    fn ipv6_socket(&self) -> bool;
+    /// The host UDP socket's port.
+    fn listen_port(&self) -> u16;
+}
+
+impl<T: TunIo + 'static, U: UdpIo + 'static> Tunnel for Device<T, U> {
     fn stats(&self) -> Vec<PeerStats> {
         Device::stats(self)
     }
@@ -546,8 +523,13 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+pub mod allowed_ips;
+pub mod checksum;
 mod handshake;
+pub mod icmp;
+pub mod offload;
 mod peers;
+pub mod udp;
 use peers::PeerSet;
 pub use peers::{PeerConfig, PeerStats, ReloadSummary};
 

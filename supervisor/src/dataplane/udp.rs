@@ -14,13 +14,14 @@
 //! device cannot checksum; EINVAL: a segment larger than the path MTU) the run goes
 //! out datagram by datagram instead, and after an EIO GSO stays off.
 //!
-//! This is the one data-plane module that calls libc directly: rustix has neither
-//! `recvmmsg` nor the UDP GSO/GRO control messages.
+//! The system calls themselves (rustix has neither `recvmmsg` nor the UDP GSO/GRO
+//! control messages) are in [`crate::sys::mmsg`], the only place with the unsafe
+//! code they need.
 
+use crate::sys::mmsg::{self, Outgoing as Entry, Received, MMSG_MAX, UDP_GRO, UDP_SEGMENT};
 use std::io;
-use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The largest UDP payload, and so the size of one receive slot (a GRO message is
@@ -36,39 +37,11 @@ pub const MAX_RUN_BYTES: usize = 65535 - 48;
 /// rootless tunnel drains its socket fast instead of counting on a big buffer.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// `UDP_SEGMENT` and `UDP_GRO` from linux/udp.h (not in the libc crate for glibc).
-const UDP_SEGMENT: libc::c_int = 103;
-const UDP_GRO: libc::c_int = 104;
-/// `sendmmsg`/`recvmmsg` entries per call (on the stack).
-const MMSG_MAX: usize = 64;
-/// Room for one control message carrying an int (CMSG_SPACE(4) is 24 on 64-bit).
-type CmsgBuf = [u64; 4];
-
 /// Datagrams waiting to be sent, encrypted in place into one buffer.
 pub struct SendBatch {
     buf: Box<[u8]>,
     end: usize,
     runs: Vec<Run>,
-}
-
-/// One `sendmmsg` entry: a GSO run (`len > segment`) or a single datagram.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    to: SocketAddr,
-    start: usize,
-    len: usize,
-    segment: usize,
-}
-
-impl Default for Entry {
-    fn default() -> Entry {
-        Entry {
-            to: SocketAddr::from(([0, 0, 0, 0], 0)),
-            start: 0,
-            len: 0,
-            segment: 0,
-        }
-    }
 }
 
 /// Consecutive datagrams to one destination, all `segment` bytes but the last,
@@ -136,6 +109,7 @@ impl SendBatch {
         self.end += len;
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }
@@ -145,7 +119,8 @@ impl SendBatch {
         self.end = 0;
     }
 
-    /// Every datagram, one by one (for sockets without GSO, and for fakes).
+    /// Every datagram, one by one (for fakes).
+    #[cfg(test)]
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.runs.iter().flat_map(move |r| {
             self.buf[r.start..r.start + r.len]
@@ -155,6 +130,7 @@ impl SendBatch {
     }
 
     /// The runs: destination, segment size, bytes.
+    #[cfg(test)]
     pub fn runs(&self) -> impl Iterator<Item = (SocketAddr, usize, &[u8])> {
         self.runs
             .iter()
@@ -191,16 +167,14 @@ impl RecvBatch {
         self.msgs.clear();
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.msgs.is_empty()
-    }
-
+    #[cfg(test)]
     pub fn is_full(&self) -> bool {
         self.msgs.len() == self.slots
     }
 
     /// Add a message by copying (fakes): `data` is one datagram, or several of
     /// `segment` bytes each but the last. Returns false when the batch is full.
+    #[cfg(test)]
     pub fn push(&mut self, from: SocketAddr, data: &[u8], segment: usize) -> bool {
         let i = self.msgs.len();
         if i == self.slots || data.len() > MAX_DATAGRAM || data.is_empty() {
@@ -224,6 +198,38 @@ impl RecvBatch {
     }
 }
 
+/// The outer side: the host UDP socket (or a fake).
+pub trait UdpIo: Send + Sync {
+    /// Whether the socket is AF_INET6 (IPv4 endpoints are then v4-mapped).
+    fn is_ipv6(&self) -> bool;
+    /// The local port peers reach us on.
+    fn local_port(&self) -> u16;
+    /// Block until a datagram arrives, then fill `batch` with what is queued.
+    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()>;
+    /// Send every datagram of `batch` and clear it; lost datagrams are not errors.
+    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()>;
+    /// Send one datagram.
+    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()>;
+}
+
+impl UdpIo for HostSocket {
+    fn is_ipv6(&self) -> bool {
+        HostSocket::is_ipv6(self)
+    }
+    fn local_port(&self) -> u16 {
+        HostSocket::port(self)
+    }
+    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
+        HostSocket::recv_batch(self, batch)
+    }
+    fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()> {
+        HostSocket::send_batch(self, batch)
+    }
+    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
+        HostSocket::send_to(self, datagram, to)
+    }
+}
+
 /// The host UDP socket handed over by the CLI, with GRO on and GSO when the kernel
 /// takes it.
 pub struct HostSocket {
@@ -241,9 +247,9 @@ impl HostSocket {
         let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, SOCKET_BUFFER);
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&fd, SOCKET_BUFFER);
         // Kernels before 5.0 know no UDP_GRO: then every message is one datagram.
-        let _ = setsockopt_int(&fd, libc::SOL_UDP, UDP_GRO, 1);
+        let _ = mmsg::setsockopt_int(fd.as_fd(), libc::SOL_UDP, UDP_GRO, 1);
         // Kernels before 4.18 know no UDP_SEGMENT: then runs go datagram by datagram.
-        let gso = getsockopt_int(&fd, libc::SOL_UDP, UDP_SEGMENT).is_ok();
+        let gso = mmsg::getsockopt_int(fd.as_fd(), libc::SOL_UDP, UDP_SEGMENT).is_ok();
         Ok(HostSocket {
             fd,
             ipv6: local.is_ipv6(),
@@ -265,59 +271,27 @@ impl HostSocket {
     /// `batch` holds without waiting again.
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
         batch.clear();
-        let n = batch.slots.min(MMSG_MAX);
-        // SAFETY: all-zero is a valid value for these plain C structs.
-        let mut names: [libc::sockaddr_in6; MMSG_MAX] = unsafe { zeroed() };
-        let mut cmsgs: [CmsgBuf; MMSG_MAX] = [[0; 4]; MMSG_MAX];
-        // SAFETY: as above; every pointer is filled in before the call.
-        let mut iovs: [libc::iovec; MMSG_MAX] = unsafe { zeroed() };
-        let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { zeroed() };
-        let base = batch.buf.as_mut_ptr();
-        for i in 0..n {
-            // SAFETY: slot i lies inside `batch.buf` (slots * MAX_DATAGRAM bytes).
-            iovs[i].iov_base = unsafe { base.add(i * MAX_DATAGRAM) }.cast();
-            iovs[i].iov_len = MAX_DATAGRAM;
-            let h = &mut msgs[i].msg_hdr;
-            h.msg_name = (&mut names[i] as *mut libc::sockaddr_in6).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = cmsgs[i].as_mut_ptr().cast();
-            h.msg_controllen = size_of::<CmsgBuf>();
-        }
-        let got = loop {
-            // SAFETY: `msgs[..n]` point at live buffers of the sizes given (names,
-            // control buffers, receive slots), all outliving the call.
-            let r = unsafe {
-                libc::recvmmsg(
-                    self.fd.as_raw_fd(),
-                    msgs.as_mut_ptr(),
-                    n as libc::c_uint,
-                    libc::MSG_WAITFORONE,
-                    std::ptr::null_mut(),
-                )
-            };
-            if r >= 0 {
-                break r as usize;
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        };
-        for i in 0..got {
-            let h = &msgs[i].msg_hdr;
-            let len = msgs[i].msg_len as usize;
-            if h.msg_flags & libc::MSG_TRUNC != 0 || len == 0 {
+        let mut received = [Received::default(); MMSG_MAX];
+        let got = mmsg::recvmmsg(
+            self.fd.as_fd(),
+            &mut batch.buf[..batch.slots * MAX_DATAGRAM],
+            MAX_DATAGRAM,
+            &mut received[..batch.slots.min(MMSG_MAX)],
+        )?;
+        for (i, message) in received[..got].iter().enumerate() {
+            let Received {
+                from,
+                len,
+                truncated,
+                segment,
+            } = *message;
+            if truncated || len == 0 {
                 continue;
             }
-            // SAFETY: the kernel wrote a sockaddr of `msg_namelen` bytes into names[i].
-            let Some(from) = (unsafe { from_sockaddr(&names[i], h.msg_namelen) }) else {
+            let Some(from) = from else {
                 continue;
             };
-            // SAFETY: the control buffer is ours and `msg_controllen` says how much of
-            // it the kernel filled.
-            let segment = unsafe { gro_segment(h) }.unwrap_or(len);
+            let segment = segment.unwrap_or(len);
             // Messages are kept in slot order so slot i stays message i.
             batch.msgs.push(Message {
                 from,
@@ -340,12 +314,15 @@ impl HostSocket {
     pub fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()> {
         let gso = self.gso.load(Ordering::Relaxed);
         // One entry per run with GSO, else one per datagram.
+        let ipv6 = self.ipv6;
         let mut entries = batch.runs.iter().flat_map(|r| {
             let pieces = if gso { 1 } else { r.count };
             (0..pieces).map(move |p| {
+                // The socket's own address form: v4-mapped on an IPv6 socket.
+                let to = crate::dataplane::socket_form(r.to, ipv6);
                 if gso {
                     Entry {
-                        to: r.to,
+                        to,
                         start: r.start,
                         len: r.len,
                         segment: r.segment,
@@ -354,7 +331,7 @@ impl HostSocket {
                     let start = r.start + p * r.segment;
                     let len = r.segment.min(r.start + r.len - start);
                     Entry {
-                        to: r.to,
+                        to,
                         start,
                         len,
                         segment: len,
@@ -406,193 +383,17 @@ impl HostSocket {
 
     /// One `sendmmsg` of `entries`; returns how many went out.
     fn sendmmsg(&self, buf: &[u8], entries: &[Entry]) -> io::Result<usize> {
-        let n = entries.len().min(MMSG_MAX);
-        // SAFETY: all-zero is a valid value for these plain C structs.
-        let mut names: [libc::sockaddr_in6; MMSG_MAX] = unsafe { zeroed() };
-        let mut cmsgs: [CmsgBuf; MMSG_MAX] = [[0; 4]; MMSG_MAX];
-        // SAFETY: as above; every pointer is filled in before the call.
-        let mut iovs: [libc::iovec; MMSG_MAX] = unsafe { zeroed() };
-        let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { zeroed() };
-        for (i, e) in entries[..n].iter().enumerate() {
-            let namelen = to_sockaddr(e.to, self.ipv6, &mut names[i]);
-            iovs[i].iov_base = buf[e.start..e.start + e.len].as_ptr() as *mut libc::c_void;
-            iovs[i].iov_len = e.len;
-            let h = &mut msgs[i].msg_hdr;
-            h.msg_name = (&mut names[i] as *mut libc::sockaddr_in6).cast();
-            h.msg_namelen = namelen;
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
-            if e.len > e.segment {
-                // SAFETY: the control buffer is ours, outlives the call, and is large
-                // enough and aligned for one cmsghdr carrying a u16.
-                unsafe { set_gso_segment(h, &mut cmsgs[i], e.segment as u16) };
-            }
-        }
-        // SAFETY: `msgs[..n]` point at live names, control buffers and the caller's
-        // datagram bytes, all outliving the call; the kernel only reads them.
-        let r =
-            unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, 0) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(r as usize)
+        mmsg::sendmmsg(self.fd.as_fd(), buf, entries)
     }
 
     /// Send one datagram (handshakes, cookies, keepalives from the timers).
     pub fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
-        // SAFETY: all-zero is a valid sockaddr_in6.
-        let mut name: libc::sockaddr_in6 = unsafe { zeroed() };
-        let namelen = to_sockaddr(to, self.ipv6, &mut name);
-        // SAFETY: the datagram and the address are live for the call.
-        let r = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                datagram.as_ptr().cast(),
-                datagram.len(),
-                0,
-                (&name as *const libc::sockaddr_in6).cast(),
-                namelen,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
-/// Write `addr` as the socket's family into `out` (which is big enough for either);
-/// IPv4 becomes v4-mapped on an IPv6 socket. Returns the address length.
-fn to_sockaddr(
-    addr: SocketAddr,
-    ipv6_socket: bool,
-    out: &mut libc::sockaddr_in6,
-) -> libc::socklen_t {
-    let addr = crate::dataplane::socket_form(addr, ipv6_socket);
-    match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_in is smaller than sockaddr_in6 and has no alignment
-            // requirement beyond it.
-            let sin = unsafe { &mut *(out as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(a) => {
-            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            out.sin6_port = a.port().to_be();
-            out.sin6_flowinfo = a.flowinfo();
-            out.sin6_addr.s6_addr = a.ip().octets();
-            out.sin6_scope_id = a.scope_id();
-            size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
-}
-
-/// # Safety
-/// `name` must hold a socket address of `len` bytes written by the kernel.
-unsafe fn from_sockaddr(name: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
-    match name.sin6_family as libc::c_int {
-        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says the kernel wrote a sockaddr_in here.
-            let sin = unsafe { &*(name as *const libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(name.sin6_addr.s6_addr),
-                u16::from_be(name.sin6_port),
-                name.sin6_flowinfo,
-                name.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
-/// The UDP_GRO segment size in a received message's control data, if any.
-///
-/// # Safety
-/// `h` must be a msghdr the kernel filled, whose control buffer is still live.
-unsafe fn gro_segment(h: &libc::msghdr) -> Option<usize> {
-    if h.msg_controllen == 0 || h.msg_flags & libc::MSG_CTRUNC != 0 {
-        return None;
-    }
-    // SAFETY: the CMSG_* helpers walk the control buffer within msg_controllen.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
-                let size = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-                return usize::try_from(size).ok().filter(|&s| s > 0);
-            }
-            c = libc::CMSG_NXTHDR(h, c);
-        }
-    }
-    None
-}
-
-/// Attach a UDP_SEGMENT control message to `h`.
-///
-/// # Safety
-/// `buf` must stay live (and unmoved) until `h` has been used.
-unsafe fn set_gso_segment(h: &mut libc::msghdr, buf: &mut CmsgBuf, segment: u16) {
-    h.msg_control = buf.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE is a pure computation.
-    h.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
-    // SAFETY: the buffer holds CMSG_SPACE(2) bytes, so the first header and its data fit.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(h);
-        (*c).cmsg_level = libc::SOL_UDP;
-        (*c).cmsg_type = UDP_SEGMENT;
-        (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment);
-    }
-}
-
-fn setsockopt_int(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the option value is a live int of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
+        mmsg::sendto(
+            self.fd.as_fd(),
+            datagram,
+            crate::dataplane::socket_form(to, self.ipv6),
         )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
     }
-    Ok(())
-}
-
-fn getsockopt_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value and len are live and sized as the kernel expects.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(value)
 }
 
 #[cfg(test)]

@@ -1,0 +1,7 @@
+//! The session's life: the start-up sequence (`run`, stages 0 to 7 of the crate's
+//! theory of operation), the control server (`control`), and reference counting until
+//! teardown (`lifecycle`).
+
+pub mod control;
+pub mod lifecycle;
+pub mod run;
