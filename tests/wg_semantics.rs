@@ -587,9 +587,17 @@ struct Profile {
     meant_bad: bool,
 }
 
-/// One profile. `peer_keys` is a small pool, so that peers repeat; prefixes
-/// come from a small pool too, so that they land under several peers.
-fn profile(r: &mut Rng, peer_keys: &[String]) -> Profile {
+/// Interface key pairs, made once per run by `wg genkey`/`wg pubkey`.
+struct Pools {
+    interface: Vec<interop_support::Keys>,
+    /// A small pool, so that peers repeat.
+    peers: Vec<String>,
+}
+
+/// One profile. Peer keys come from a small pool, so that peers repeat, and
+/// now and then a peer has the interface's own public key; prefixes come from
+/// a small pool too, so that they land under several peers.
+fn profile(r: &mut Rng, pools: &Pools) -> Profile {
     // Mostly valid: a bad value in one place in about a third of the profiles.
     let bad_at = if r.one_in(3) { Some(r.below(8)) } else { None };
     let mut meant_bad = false;
@@ -609,11 +617,20 @@ fn profile(r: &mut Rng, peer_keys: &[String]) -> Profile {
     if bad(r, 0) && r.one_in(3) {
         lines.insert(0, r.pick(&["ListenPort = 1", "Foo = 1"]).to_owned());
     }
+    let mut own = None;
     let private = if bad(r, 0) {
         bad_key(r)
+    } else if r.one_in(2) {
+        let pair = &pools.interface[r.below(pools.interface.len())];
+        own = Some(pair.public.clone());
+        r.spaced(&pair.private)
     } else {
         let k = r.key();
         r.spaced(&k)
+    };
+    let mut peer_key = |r: &mut Rng| match &own {
+        Some(own) if r.one_in(12) => own.clone(),
+        _ => pools.peers[r.below(pools.peers.len())].clone(),
     };
     lines.push(wg_line(r, "PrivateKey", &private));
     lines.push(format!(
@@ -641,14 +658,14 @@ fn profile(r: &mut Rng, peer_keys: &[String]) -> Profile {
         let mut s: Vec<String> = Vec::new();
         s.push(r.pick(&["[Peer]", "[peer]", "[PEER] # p"]).to_owned());
         if !bad(r, 4) || r.one_in(2) {
-            let key = peer_keys[r.below(peer_keys.len())].clone();
+            let key = peer_key(r);
             let key = r.spaced(&key);
             s.push(wg_line(r, "PublicKey", &key));
         }
         let mut body = Vec::new();
         if r.one_in(10) {
             // Given again: the later one counts.
-            let key = peer_keys[r.below(peer_keys.len())].clone();
+            let key = peer_key(r);
             body.push(wg_line(r, "PublicKey", &key));
         }
         if r.one_in(3) {
@@ -733,11 +750,14 @@ fn wgconf_agrees_with_wg_setconf_on_generated_profiles() {
     let seed = seed();
     eprintln!("WG_SEMANTICS_SEED={seed}");
     let mut r = Rng(seed);
-    let peer_keys: Vec<String> = (0..3).map(|_| r.key()).collect();
+    let pools = Pools {
+        interface: (0..2).map(|_| interop_support::Keys::generate()).collect(),
+        peers: (0..3).map(|_| r.key()).collect(),
+    };
     let (mut accepted, mut rejected) = (0, 0);
-    let (mut repeated_peers, mut moved_prefixes) = (0, 0);
+    let (mut repeated_peers, mut moved_prefixes, mut own_keys) = (0, 0, 0);
     for round in 0..ROUNDS {
-        let p = profile(&mut r, &peer_keys);
+        let p = profile(&mut r, &pools);
         let context = || {
             format!(
                 "WG_SEMANTICS_SEED={seed}, profile {round} (generated as {}):\n{}\n",
@@ -759,6 +779,7 @@ fn wgconf_agrees_with_wg_setconf_on_generated_profiles() {
                 let said = |w: &str| parsed.warnings.iter().any(|x| x.message.contains(w));
                 repeated_peers += usize::from(said("has the same PublicKey"));
                 moved_prefixes += usize::from(said("this later [Peer]"));
+                own_keys += usize::from(said("own public key"));
             }
             (Err(errors), Verdict::Rejected(_)) => {
                 assert!(!errors.errors().is_empty());
@@ -777,14 +798,15 @@ fn wgconf_agrees_with_wg_setconf_on_generated_profiles() {
     }
     eprintln!(
         "{ROUNDS} profiles: {accepted} accepted by both ({repeated_peers} with a repeated \
-         peer, {moved_prefixes} with a prefix under two peers), {rejected} rejected by both"
+         peer, {moved_prefixes} with a prefix under two peers, {own_keys} with the \
+         interface's own key as a peer), {rejected} rejected by both"
     );
     // The generator keeps covering both sides and the tricky cases.
     assert!(
         accepted >= ROUNDS / 4 && rejected >= ROUNDS / 10,
         "{accepted}/{rejected}"
     );
-    assert!(repeated_peers > 0 && moved_prefixes > 0);
+    assert!(repeated_peers > 0 && moved_prefixes > 0 && own_keys > 0);
 }
 
 #[test]

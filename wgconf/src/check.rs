@@ -48,7 +48,7 @@ impl Parser {
             Some(key) if keys_parsed && self.errors.is_empty() => key,
             _ => return Err(ParseErrors(self.errors)),
         };
-        let (peers, found) = merge(std::mem::take(&mut self.peers));
+        let (peers, found) = merge(&private_key, std::mem::take(&mut self.peers));
         for (line, message) in found {
             self.warn(line, message);
         }

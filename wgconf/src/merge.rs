@@ -14,7 +14,10 @@
 //!   (`allowedips.c` `add`, wireguard-go `trieEntry.insert`); inserting one
 //!   the peer already holds moves it to the end of that peer's list
 //!   (`list_move_tail`), which is the order `wg showconf` prints;
-//! - the device stores prefixes with their host bits cleared.
+//! - the device stores prefixes with their host bits cleared;
+//! - a section whose `PublicKey` is the interface's own (the one its
+//!   `PrivateKey` gives) is ignored as a whole (the kernel's `set_peer`,
+//!   wireguard-go's `peer.dummy`): usually the wrong key pasted.
 //!
 //! The parsed `Config` is that end state, so the data plane, `show` and
 //! `status` all see the same thing; warnings name the lines involved.
@@ -36,9 +39,16 @@ struct Holder {
 }
 
 /// Folds the sections, which must all have a parsed key, into peers in
-/// order of first appearance. Returns the peers and `(line, message)`
-/// warnings.
-pub(crate) fn merge(sections: Vec<Draft<Peer>>) -> (Vec<Peer>, Vec<(usize, String)>) {
+/// order of first appearance. `private_key` is the interface's. Returns the
+/// peers and `(line, message)` warnings.
+pub(crate) fn merge(
+    private_key: &Key,
+    sections: Vec<Draft<Peer>>,
+) -> (Vec<Peer>, Vec<(usize, String)>) {
+    let own = Key::from_bytes(x25519_dalek::x25519(
+        *private_key.as_bytes(),
+        x25519_dalek::X25519_BASEPOINT_BYTES,
+    ));
     let mut peers: Vec<Peer> = Vec::new();
     let mut by_key: HashMap<Key, usize> = HashMap::new();
     let mut holders: HashMap<IpNet, Holder> = HashMap::new();
@@ -48,6 +58,16 @@ pub(crate) fn merge(sections: Vec<Draft<Peer>>) -> (Vec<Peer>, Vec<(usize, Strin
             unreachable!("Parser::finish merges only when every [Peer] has a key")
         };
         let section = &draft.value;
+        if key == own {
+            warnings.push((
+                section.line,
+                "[Peer] has this interface's own public key (the one its PrivateKey gives); \
+                 WireGuard ignores such a section, and so does wg-wrap: put the other \
+                 side's public key here"
+                    .to_owned(),
+            ));
+            continue;
+        }
         let i = match by_key.get(&key) {
             None => {
                 let mut peer = Peer::new(key);
@@ -116,6 +136,7 @@ pub(crate) fn merge(sections: Vec<Draft<Peer>>) -> (Vec<Peer>, Vec<(usize, Strin
 #[cfg(test)]
 mod tests {
     use crate::testutil::{run, warnings, PRIV, PSK, PUB1, PUB2};
+    use crate::Key;
 
     fn head() -> String {
         format!("[Interface]\nPrivateKey = {PRIV}\nAddress = 10.0.0.1/24\n")
@@ -210,6 +231,34 @@ mod tests {
             ["10.0.0.0/8", "10.3.0.0/16", "10.2.0.0/16"]
         );
         assert!(warnings(&p).iter().all(|w| !w.contains("also listed")));
+    }
+
+    /// Checked against wireguard-go as above: the section is skipped whole,
+    /// so its AllowedIPs take nothing from other peers.
+    #[test]
+    fn a_peer_with_the_interfaces_own_key_is_ignored() {
+        let private = Key::from_base64(PRIV).unwrap();
+        let own = Key::from_bytes(x25519_dalek::x25519(
+            *private.as_bytes(),
+            x25519_dalek::X25519_BASEPOINT_BYTES,
+        ))
+        .to_base64();
+        let text = format!(
+            "{}[Peer]\nPublicKey = {PUB1}\nAllowedIPs = 10.0.0.0/8\n\
+             [Peer]\nPublicKey = {own}\nAllowedIPs = 10.0.0.0/8\n",
+            head()
+        );
+        let p = run(&text).unwrap();
+        assert_eq!(p.config.peers.len(), 1);
+        assert_eq!(nets(&p.config.peers[0]), ["10.0.0.0/8"]);
+        assert_eq!(
+            warnings(&p),
+            [
+                "7: [Peer] has this interface's own public key (the one its PrivateKey gives); \
+              WireGuard ignores such a section, and so does wg-wrap: put the other side's \
+              public key here"
+            ]
+        );
     }
 
     /// A prefix taken by a later peer and then claimed again by a later
