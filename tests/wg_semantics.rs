@@ -628,7 +628,7 @@ fn profile(r: &mut Rng, pools: &Pools) -> Profile {
         let k = r.key();
         r.spaced(&k)
     };
-    let mut peer_key = |r: &mut Rng| match &own {
+    let peer_key = |r: &mut Rng| match &own {
         Some(own) if r.one_in(12) => own.clone(),
         _ => pools.peers[r.below(pools.peers.len())].clone(),
     };
