@@ -833,3 +833,97 @@ fn accidental_and_deliberate_differences_are_as_listed() {
         );
     }
 }
+
+/// What `show`, `up`, `status` and the tunnel make of a profile with a repeated
+/// `[Peer]` and a prefix under two peers: one peer per key, each prefix under
+/// the peer that owns it, the warnings with `file:line:`, and traffic to the
+/// moved prefix reaching its owner.
+#[test]
+fn show_status_and_traffic_agree_on_repeated_peers_and_moved_prefixes() {
+    let sb = Sandbox::new();
+    let (server, client) = sb.virtual_peer("work");
+    let server_key = virtual_peer::key_to_base64(&client.peer_public_key);
+    let other_key = Rng(0x0123_4567_89ab_cdef).key();
+    let text = format!(
+        "[Interface]\nPrivateKey = {}\nAddress = 10.77.0.2/24\n\n\
+         [Peer]\nPublicKey = {server_key}\nAllowedIPs = 10.99.0.0/24\nEndpoint = {}\n\
+         PersistentKeepalive = 25\n\n\
+         [Peer]\nPublicKey = {other_key}\nAllowedIPs = 10.77.0.0/24, 10.88.0.0/16\n\n\
+         [Peer]\nPublicKey = {server_key}\nAllowedIPs = 10.77.0.1/24\n",
+        virtual_peer::key_to_base64(&client.private_key),
+        server.local_addr(),
+    );
+    let path = sb.write_profile("work", &text);
+    let p = path.display();
+    let warnings = [
+        format!("{p}:15: [Peer] has the same PublicKey as the [Peer] on line 5;"),
+        format!("{p}:17: AllowedIPs 10.77.0.1/24 has host bits set"),
+        format!(
+            "{p}:17: AllowedIPs 10.77.0.0/24 is also listed on line 13 for the [Peer] on \
+             line 11; this later [Peer] on line 15 gets it"
+        ),
+    ];
+
+    let out = sb.run(sb.wg_wrap(&["show", "work"]));
+    assert_success(&out);
+    let shown = stdout(&out);
+    let profile: String = shown
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(profile.matches("[Peer]").count(), 2, "{shown}");
+    assert_eq!(profile.matches("10.77.0.0/24").count(), 1, "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "[Peer]\nPublicKey = {server_key}\nAllowedIPs = 10.77.0.0/24\nEndpoint = {}\n\
+             PersistentKeepalive = 25\n",
+            server.local_addr()
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "[Peer]\nPublicKey = {other_key}\nAllowedIPs = 10.88.0.0/16\n"
+        )),
+        "{shown}"
+    );
+    assert!(!shown.contains("10.99.0.0"), "{shown}");
+    for w in &warnings {
+        assert!(shown.contains(w.as_str()), "missing {w:?} in\n{shown}");
+    }
+
+    let out = sb.run(sb.wg_wrap(&["up", "work"]));
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for w in &warnings {
+        assert!(err.contains(w.as_str()), "`up` did not warn {w:?}:\n{err}");
+    }
+    let out = sb.run(sb.wg_wrap(&exec_args(
+        "work",
+        &["curl", "-sS", "--max-time", "20", "http://10.77.0.1/"],
+    )));
+    assert_success(&out);
+    assert_eq!(stdout(&out), virtual_peer::VIRTUAL_PEER_GREETING);
+
+    let out = sb.run(sb.wg_wrap(&["status", "work", "--json"]));
+    assert_success(&out);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let peers = doc["profiles"][0]["peers"].as_array().unwrap().clone();
+    let allowed: BTreeMap<String, serde_json::Value> = peers
+        .iter()
+        .map(|p| {
+            (
+                p["public_key"].as_str().unwrap().to_owned(),
+                p["allowed_ips"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(allowed.len(), 2, "{peers:?}");
+    assert_eq!(allowed[&server_key], serde_json::json!(["10.77.0.0/24"]));
+    assert_eq!(allowed[&other_key], serde_json::json!(["10.88.0.0/16"]));
+    let text = stdout(&sb.run(sb.wg_wrap(&["status", "work"])));
+    assert_eq!(text.matches("10.77.0.0/24").count(), 1, "{text}");
+
+    assert_success(&sb.run(sb.wg_wrap(&["down", "work"])));
+}
