@@ -656,7 +656,10 @@ fn profile(r: &mut Rng, pools: &Pools) -> Profile {
     let mut sections = Vec::new();
     for _ in 0..r.below(5) {
         let mut s: Vec<String> = Vec::new();
-        s.push(r.pick(&["[Peer]", "[peer]", "[PEER] # p"]).to_owned());
+        s.push(
+            r.pick(&["[Peer]", "[peer]", "[PEER] # p", "[ Peer ]", "\t[pe er]"])
+                .to_owned(),
+        );
         if !bad(r, 4) || r.one_in(2) {
             let key = peer_key(r);
             let key = r.spaced(&key);
@@ -702,11 +705,18 @@ fn profile(r: &mut Rng, pools: &Pools) -> Profile {
     }
     if r.one_in(8) {
         let v = value(r, LISTEN_PORTS, false);
-        sections.push(vec!["[Interface]".to_owned(), wg_line(r, "ListenPort", &v)]);
+        // Spaces inside the brackets are fine here: wg-quick only needs the
+        // exact spelling for its own keys (see `DELIBERATE`), and this
+        // section has none.
+        let header = r.pick(&["[Interface]", "[ Interface ]", "[inter face]"]);
+        sections.push(vec![header.to_owned(), wg_line(r, "ListenPort", &v)]);
     }
     for s in sections {
         if r.one_in(3) {
-            lines.push(String::new());
+            lines.push(
+                r.pick(&["", "", "  \t", "\x0b", "# [Interface]"])
+                    .to_owned(),
+            );
         }
         lines.extend(s);
     }
