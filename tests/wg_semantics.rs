@@ -37,107 +37,38 @@ const ROUNDS: usize = 1000;
 /// `inet_aton`, `htons`); wgconf rejects them on purpose. Each row (where it
 /// goes, the line, what `wg setconf` makes of it) is checked against the real
 /// tools, so the table stays true.
+#[rustfmt::skip]
 const ACCIDENTAL: &[(Place, &str, &str)] = &[
-    (
-        Place::Interface,
-        "ListenPort = 65536",
-        "port 0 (htons wraps): a random port",
-    ),
-    (
-        Place::Interface,
-        "ListenPort = 65537",
-        "port 1 (htons wraps)",
-    ),
-    (
-        Place::Interface,
-        "ListenPort = +5",
-        "port 5 (strtoul takes a sign)",
-    ),
-    (
-        Place::Interface,
-        "ListenPort = domain",
-        "port 53 (an /etc/services name)",
-    ),
-    (
-        Place::Peer,
-        "Endpoint = 192.0.2.1:0",
-        "port 0, which no datagram can reach",
-    ),
-    (Place::Peer, "Endpoint = 192.0.2.1:65536", "port 0 (wraps)"),
-    (Place::Peer, "Endpoint = 192.0.2.1:65537", "port 1 (wraps)"),
-    (
-        Place::Peer,
-        "Endpoint = 192.0.2.1:+1",
-        "port 1 (strtoul takes a sign)",
-    ),
-    (
-        Place::Peer,
-        "Endpoint = 192.0.2.1:domain",
-        "port 53 (an /etc/services name)",
-    ),
-    (
-        Place::Peer,
-        "Endpoint = 1.2.3:1",
-        "1.2.0.3 (inet_aton's short forms)",
-    ),
-    (
-        Place::Peer,
-        "Endpoint = 01.2.3.4:1",
-        "1.2.3.4 (inet_aton reads octal)",
-    ),
-    (
-        Place::Peer,
-        "Endpoint = 0x7f.1:1",
-        "127.0.0.1 (inet_aton reads hex)",
-    ),
-    (
-        Place::Peer,
-        "Endpoint = 3221225985:1",
-        "192.0.2.1 (one 32-bit number)",
-    ),
-    (
-        Place::Peer,
-        "Endpoint = [192.0.2.1]:1",
-        "192.0.2.1 (brackets meant for IPv6)",
-    ),
-    (
-        Place::Peer,
-        "Endpoint = [localhost]:1",
-        "127.0.0.1 (brackets meant for IPv6)",
-    ),
+    (Place::Interface, "ListenPort = 65536",           "port 0 (htons wraps): a random port"),
+    (Place::Interface, "ListenPort = 65537",           "port 1 (htons wraps)"),
+    (Place::Interface, "ListenPort = +5",              "port 5 (strtoul takes a sign)"),
+    (Place::Interface, "ListenPort = domain",          "port 53 (an /etc/services name)"),
+    (Place::Peer,      "Endpoint = 192.0.2.1:0",       "port 0, which no datagram can reach"),
+    (Place::Peer,      "Endpoint = 192.0.2.1:65536",   "port 0 (wraps)"),
+    (Place::Peer,      "Endpoint = 192.0.2.1:65537",   "port 1 (wraps)"),
+    (Place::Peer,      "Endpoint = 192.0.2.1:+1",      "port 1 (strtoul takes a sign)"),
+    (Place::Peer,      "Endpoint = 192.0.2.1:domain",  "port 53 (an /etc/services name)"),
+    (Place::Peer,      "Endpoint = 1.2.3:1",           "1.2.0.3 (inet_aton's short forms)"),
+    (Place::Peer,      "Endpoint = 01.2.3.4:1",        "1.2.3.4 (inet_aton reads octal)"),
+    (Place::Peer,      "Endpoint = 0x7f.1:1",          "127.0.0.1 (inet_aton reads hex)"),
+    (Place::Peer,      "Endpoint = 3221225985:1",      "192.0.2.1 (one 32-bit number)"),
+    (Place::Peer,      "Endpoint = [192.0.2.1]:1",     "192.0.2.1 (brackets meant for IPv6)"),
+    (Place::Peer,      "Endpoint = [localhost]:1",     "127.0.0.1 (brackets meant for IPv6)"),
 ];
 
-/// Where wgconf and the tools disagree by design, each checked against both.
-/// (`Place`, line, the tools accept, wgconf accepts, why.)
+/// Where wgconf and the tools disagree by design, each checked against both:
+/// where it goes, the line, whether the tools accept it, whether wgconf does,
+/// and why.
+#[rustfmt::skip]
 const DELIBERATE: &[(Place, &str, bool, bool, &str)] = &[
-    (
-        Place::Peer,
-        "Endpoint = [fe80::1%lo]:1",
-        true,
-        false,
-        "a zone index names a host interface, which wg-wrap's namespace does not have",
-    ),
-    (
-        Place::Interface,
-        "ListenPort = 1\n[ Interface ]\nAddress = 10.0.0.3/32",
-        false,
-        true,
-        "wg-quick only strips Address under a header spelt exactly [Interface]",
-    ),
-    (
-        Place::Interface,
-        "Add ress = 10.0.0.3/32",
-        false,
-        true,
-        "wg-quick matches its own keys without removing inner whitespace",
-    ),
-    (
-        Place::Start,
-        "\u{feff}",
-        false,
-        true,
-        "a UTF-8 byte order mark: wg-quick and wg read it as part of the header",
-    ),
+    (Place::Peer, "Endpoint = [fe80::1%lo]:1", true, false,
+     "a zone index names a host interface, which wg-wrap's namespace does not have"),
+    (Place::Interface, "ListenPort = 1\n[ Interface ]\nAddress = 10.0.0.3/32", false, true,
+     "wg-quick only strips Address under a header spelt exactly [Interface]"),
+    (Place::Interface, "Add ress = 10.0.0.3/32", false, true,
+     "wg-quick matches its own keys without removing inner whitespace"),
+    (Place::Start, "\u{feff}", false, true,
+     "a UTF-8 byte order mark: wg-quick and wg read it as part of the header"),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +120,14 @@ impl Judge {
             rustix::process::geteuid().is_root(),
             "this test needs root (it makes network namespaces and runs wireguard-go)"
         );
+        for tool in ["wg-quick", "wg", "wireguard-go", "nsenter"] {
+            let found = std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).exists()));
+            assert!(
+                found,
+                "{tool} is missing: install wireguard-tools and wireguard-go (sudo .ci/setup)"
+            );
+        }
         let dir = std::env::temp_dir().join(format!("wg-wrap-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
