@@ -68,7 +68,8 @@ pub enum Table {
 }
 
 /// A peer: what `wg setconf` makes of the `[Peer]` sections with its
-/// `PublicKey` (usually one; see `merge.rs` for repeated ones).
+/// `PublicKey` (usually one; stage 7 of the crate documentation says how
+/// repeated ones combine).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Peer {
     pub public_key: Key,

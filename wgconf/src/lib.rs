@@ -50,6 +50,11 @@
 //! - `MTU` must be 576..=65535; a warning notes values below 1280 when the
 //!   interface has IPv6 addresses.
 //! - Single-valued keys given twice: the later value wins, with a warning.
+//! - Values `wg` accepts only through `getaddrinfo`, `inet_aton` or
+//!   `htons` are refused: ports above 65535 (they wrap), with a sign or
+//!   named after a service, endpoint port 0, IPv4 endpoints in legacy forms
+//!   (`1.2.3`, `01.2.3.4`, `0x7f.1`, `3221225985`) or in brackets. The
+//!   differential test `tests/wg_semantics.rs` lists and checks them.
 //! - Unbracketed IPv6 endpoints (`2001:db8::1:51820`) are split at the last
 //!   colon as `wg` does, with a warning. Host-name endpoints are kept
 //!   unresolved.
