@@ -1,13 +1,10 @@
 //! The end of the pass: checks that need the whole file (every section has
-//! its key, peers are distinct), warnings of the same kind, and assembling
-//! the `Config`.
-
-use std::collections::HashMap;
+//! its key), warnings of the same kind, and assembling the `Config`, whose
+//! peers are what `wg setconf` makes of the sections (`merge.rs`).
 
 use crate::config::{Config, Parsed};
 use crate::error::{ErrorKind, ParseErrors};
-use crate::key::Key;
-use crate::net::IpNet;
+use crate::merge::merge;
 use crate::parse::{Draft, Field, Parser};
 
 impl Parser {
@@ -33,17 +30,9 @@ impl Parser {
                 }
             }
         }
-        let mut by_key: HashMap<Key, usize> = HashMap::new();
         for peer in &self.peers {
-            let line = peer.value.line;
             if peer.seen(Field::PublicKey).is_none() {
-                late.push((line, ErrorKind::MissingPublicKey));
-            } else if let Some(key) = peer.key {
-                if let Some(&first_line) = by_key.get(&key) {
-                    late.push((line, ErrorKind::DuplicatePeer { first_line }));
-                } else {
-                    by_key.insert(key, line);
-                }
+                late.push((peer.value.line, ErrorKind::MissingPublicKey));
             }
         }
         for (line, kind) in late {
@@ -53,28 +42,25 @@ impl Parser {
 
         // Stable: errors on one line stay in the order they were found.
         self.errors.sort_by_key(|e| e.line);
-        self.warnings.sort_by_key(|w| w.line);
-        let interface = match self.interface {
-            Some(Draft {
-                value: mut interface,
-                key: Some(key),
-                ..
-            }) if self.errors.is_empty() => {
-                interface.private_key = key;
-                interface
-            }
-            // A missing interface or key was reported by the checks above.
+        // A missing interface or key was reported by the checks above.
+        let keys_parsed = self.peers.iter().all(|p| p.key.is_some());
+        let private_key = match self.interface.as_ref().and_then(|d| d.key) {
+            Some(key) if keys_parsed && self.errors.is_empty() => key,
             _ => return Err(ParseErrors(self.errors)),
         };
-        let mut peers = Vec::with_capacity(self.peers.len());
-        for draft in self.peers {
-            let mut peer = draft.value;
-            match draft.key {
-                Some(key) => peer.public_key = key,
-                None => return Err(ParseErrors(self.errors)),
-            }
-            peers.push(peer);
+        let (peers, found) = merge(&private_key, std::mem::take(&mut self.peers));
+        for (line, message) in found {
+            self.warn(line, message);
         }
+        self.warnings.sort_by_key(|w| w.line);
+        let Some(Draft {
+            value: mut interface,
+            ..
+        }) = self.interface
+        else {
+            unreachable!("the private key came from the interface")
+        };
+        interface.private_key = private_key;
         Ok(Parsed {
             config: Config { interface, peers },
             warnings: self.warnings,
@@ -101,33 +87,13 @@ impl Parser {
                 }
             }
         }
-        // The kernel gives an AllowedIPs entry to the last peer that lists
-        // it, silently taking it from the earlier one.
-        let mut owner: HashMap<IpNet, usize> = HashMap::new();
-        let mut found = Vec::new();
-        for peer in &self.peers {
-            let line = peer.value.line;
-            for net in &peer.value.allowed_ips {
-                let net = net.network();
-                if let Some(first) = owner.insert(net, line) {
-                    if first != line {
-                        found.push((line, format!(
-                            "AllowedIPs {net} is also on the [Peer] at line {first}; this later peer gets it"
-                        )));
-                    }
-                }
-            }
-        }
-        for (line, message) in found {
-            self.warn(line, message);
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::parse::parse;
-    use crate::testutil::{errors, iface, run, warnings, PRIV, PUB1, PUB2};
+    use crate::testutil::{errors, iface, warnings, PRIV, PUB1};
 
     #[test]
     fn cross_checks_name_the_section_header() {
@@ -149,17 +115,6 @@ mod tests {
                         .to_owned()
                 ),
             ]
-        );
-        let dup = format!(
-            "[Interface]\nPrivateKey = {PRIV}\nAddress = 10.0.0.1/24\n\
-             [Peer]\nPublicKey = {PUB1}\n[Peer]\nPublicKey = {PUB2}\n[Peer]\nPublicKey = {PUB1}\n"
-        );
-        assert_eq!(
-            errors(&dup),
-            [(
-                8,
-                "[Peer] has the same PublicKey as the [Peer] on line 4".to_owned()
-            )]
         );
     }
 
@@ -213,19 +168,5 @@ mod tests {
             warnings(&iface("MTU = 1000").unwrap()),
             Vec::<String>::new()
         );
-    }
-
-    #[test]
-    fn allowed_ips_claimed_twice_warns() {
-        let text = format!(
-            "[Interface]\nPrivateKey = {PRIV}\nAddress = 10.0.0.1/24\n\
-             [Peer]\nPublicKey = {PUB1}\nAllowedIPs = 10.0.0.0/24\n\
-             [Peer]\nPublicKey = {PUB2}\nAllowedIPs = 10.0.0.7/24, 10.0.1.0/24\n"
-        );
-        let p = run(&text).unwrap();
-        assert!(warnings(&p).contains(
-            &"7: AllowedIPs 10.0.0.0/24 is also on the [Peer] at line 4; this later peer gets it"
-                .to_owned()
-        ));
     }
 }

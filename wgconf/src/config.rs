@@ -67,18 +67,22 @@ pub enum Table {
     Custom(String),
 }
 
-/// A `[Peer]` section.
+/// A peer: what `wg setconf` makes of the `[Peer]` sections with its
+/// `PublicKey` (usually one; stage 7 of the crate documentation says how
+/// repeated ones combine).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Peer {
     pub public_key: Key,
     pub preshared_key: Option<Key>,
-    /// In file order, host bits kept as written (wg warns about them and the
-    /// kernel masks them; [`IpNet::network`] does the same).
+    /// The prefixes this peer owns, host bits cleared (wg warns about them
+    /// and the device clears them), each once and in no other peer's list:
+    /// a prefix listed under several peers belongs to the last one. In the
+    /// order `wg showconf` lists them.
     pub allowed_ips: Vec<IpNet>,
     pub endpoint: Option<Endpoint>,
     /// Seconds; `None` when absent, `off` or 0.
     pub persistent_keepalive: Option<u16>,
-    /// Line of the `[Peer]` header; 0 if built in code.
+    /// Line of the (first) `[Peer]` header with this key; 0 if built in code.
     pub line: usize,
 }
 

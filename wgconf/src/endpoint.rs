@@ -33,8 +33,9 @@ pub enum EndpointError {
     /// `fe80::1%eth0`: zone indices name host interfaces, which do not exist
     /// inside wg-wrap's namespace.
     ZoneIndex,
-    /// Only digits and dots, but not a dotted-quad IPv4 address
-    /// (`getaddrinfo` would read `1.2.3` as `1.2.0.3`; we refuse to guess).
+    /// Not a dotted-quad IPv4 address, but a form `getaddrinfo` reads as
+    /// one (`1.2.3` as 1.2.0.3, `0x7f.1` as 127.0.0.1; we refuse to guess),
+    /// or a name whose last label is all digits.
     InvalidIpv4,
     /// Not a valid DNS name (letters, digits, `-`, `_`, dot-separated labels
     /// of 1-63 characters, at most 253 in all).
@@ -74,6 +75,24 @@ fn parse_ipv6(s: &str) -> Result<Ipv6Addr, EndpointError> {
     s.parse().map_err(|_| EndpointError::NotIpv6)
 }
 
+/// Whether `getaddrinfo` would read `host` as an IPv4 address in one of
+/// `inet_aton`'s legacy forms (`1.2.3` is 1.2.0.3, `010.1` octal, `0x7f.1`
+/// hex, `3221225985` one number) or, failing that, it is no host name either
+/// because its last label is all digits (RFC 3696 section 2). `wg` would
+/// silently connect to such an address; we refuse to guess.
+fn looks_numeric(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let number = |part: &str| {
+        let hex = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X"));
+        match hex {
+            Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+            None => !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()),
+        }
+    };
+    let last = name.rsplit('.').next().unwrap_or("");
+    name.split('.').all(number) || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub(crate) fn is_valid_host(host: &str) -> bool {
     let name = host.strip_suffix('.').unwrap_or(host);
     !name.is_empty()
@@ -111,7 +130,7 @@ impl FromStr for Endpoint {
         if let Ok(ip) = host.parse::<Ipv4Addr>() {
             return Ok(Endpoint::Addr(SocketAddr::new(IpAddr::V4(ip), port)));
         }
-        if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        if looks_numeric(host) {
             return Err(EndpointError::InvalidIpv4);
         }
         if !is_valid_host(host) {
@@ -252,6 +271,11 @@ mod tests {
             ("1.2.3:51820", InvalidIpv4),
             ("1.2.3.256:51820", InvalidIpv4),
             ("01.2.3.4:51820", InvalidIpv4),
+            ("0x7f.1:1", InvalidIpv4),
+            ("0X7F.0.0.1:1", InvalidIpv4),
+            ("3221225985:1", InvalidIpv4),
+            ("1.2.3.4.:1", InvalidIpv4),
+            ("vpn.example.42:1", InvalidIpv4),
             ("vpn..example.com:51820", InvalidHost),
             ("vpn.example.com..:51820", InvalidHost),
             ("vpn example.com:51820", InvalidHost),

@@ -79,8 +79,6 @@ pub enum ErrorKind {
     MissingAddress,
     /// `[Peer]` without `PublicKey`.
     MissingPublicKey,
-    /// A second `[Peer]` with the same `PublicKey`.
-    DuplicatePeer { first_line: usize },
 }
 
 /// Why a value was rejected.
@@ -178,10 +176,6 @@ impl fmt::Display for ErrorKind {
                 f.write_str("[Interface] has no Address (wg-wrap needs the tunnel's own address)")
             }
             ErrorKind::MissingPublicKey => f.write_str("[Peer] has no PublicKey"),
-            ErrorKind::DuplicatePeer { first_line } => write!(
-                f,
-                "[Peer] has the same PublicKey as the [Peer] on line {first_line}"
-            ),
         }
     }
 }

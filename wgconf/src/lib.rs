@@ -28,9 +28,14 @@
 //!    error is recorded with its line and parsing goes on, so one pass
 //!    reports everything. Values are echoed escaped; key values never are.
 //! 6. **Cross-checks** at the end (`check.rs`): an `[Interface]` exists and
-//!    has a `PrivateKey` and an `Address`; each `[Peer]` has a unique
-//!    `PublicKey`. These errors carry the line of the section header.
-//! 7. **Warnings** for what is accepted but not acted on: wg-wrap runs
+//!    has a `PrivateKey` and an `Address`; each `[Peer]` has a `PublicKey`.
+//!    These errors carry the line of the section header.
+//! 7. **Peers as `wg setconf` leaves them** (`merge.rs`): sections with the
+//!    same `PublicKey` set one peer in file order (each section's AllowedIPs
+//!    replace the earlier ones), a prefix listed under several peers belongs
+//!    to the last, host bits are cleared. `show`, `status` and the data
+//!    plane all use this one result; warnings name the lines involved.
+//! 8. **Warnings** for what is accepted but not acted on: wg-wrap runs
 //!    programs in a private network namespace and never touches the host's
 //!    routing, firewall or DNS, so `FwMark`, `Table`, `SaveConfig` and the
 //!    hooks are kept but ignored (hooks are never run; see [`Interface`]).
@@ -45,6 +50,11 @@
 //! - `MTU` must be 576..=65535; a warning notes values below 1280 when the
 //!   interface has IPv6 addresses.
 //! - Single-valued keys given twice: the later value wins, with a warning.
+//! - Values `wg` accepts only through `getaddrinfo`, `inet_aton` or
+//!   `htons` are refused: ports above 65535 (they wrap), with a sign or
+//!   named after a service, endpoint port 0, IPv4 endpoints in legacy forms
+//!   (`1.2.3`, `01.2.3.4`, `0x7f.1`, `3221225985`) or in brackets. The
+//!   differential test `tests/wg_semantics.rs` lists and checks them.
 //! - Unbracketed IPv6 endpoints (`2001:db8::1:51820`) are split at the last
 //!   colon as `wg` does, with a warning. Host-name endpoints are kept
 //!   unresolved.
@@ -59,6 +69,7 @@ mod endpoint;
 mod error;
 mod interface;
 mod key;
+mod merge;
 mod net;
 mod parse;
 mod peer;

@@ -167,6 +167,8 @@ pub(crate) struct Draft<T> {
     pub(crate) value: T,
     pub(crate) key: Option<Key>,
     first_seen: HashMap<Field, usize>,
+    /// For a `[Peer]`: the line of each `allowed_ips` item, for warnings.
+    pub(crate) item_lines: Vec<usize>,
 }
 
 impl<T> Draft<T> {
@@ -175,6 +177,7 @@ impl<T> Draft<T> {
             value,
             key: None,
             first_seen: HashMap::new(),
+            item_lines: Vec::new(),
         }
     }
 

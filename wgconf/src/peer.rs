@@ -114,7 +114,7 @@ mod tests {
             assert_eq!(got, *want, "line {line:?}");
         }
         let p = peer("AllowedIPs = 10.0.0.1/24").unwrap();
-        assert_eq!(p.config.peers[0].allowed_ips[0].to_string(), "10.0.0.1/24");
+        assert_eq!(p.config.peers[0].allowed_ips[0].to_string(), "10.0.0.0/24");
         assert_eq!(
             warnings(&p),
             ["6: AllowedIPs 10.0.0.1/24 has host bits set; it means 10.0.0.0/24"]

@@ -144,10 +144,15 @@ fn config(r: &mut Rng) -> Config {
     interface.post_up = r.many(2, hook);
     interface.pre_down = r.many(1, hook);
     interface.post_down = r.many(1, hook);
+    // What `parse` returns holds each prefix once, host bits cleared.
+    let mut taken = std::collections::HashSet::new();
     let peers = r.many(4, |r| {
         let mut peer = Peer::new(key(r));
         peer.preshared_key = r.some(key);
-        peer.allowed_ips = r.many(4, net);
+        peer.allowed_ips = (r.many(4, net).into_iter())
+            .map(|n| n.network())
+            .filter(|n| taken.insert(*n))
+            .collect();
         peer.endpoint = r.some(endpoint);
         peer.persistent_keepalive = r.some(|r| r.range(1, 65535) as u16);
         peer

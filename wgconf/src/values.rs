@@ -80,6 +80,8 @@ impl Parser {
         self.apply(no, field, value, |p, out| {
             if let Some(draft) = p.peers.last_mut() {
                 crate::peer::apply(draft, field, value, out);
+                let items = draft.value.allowed_ips.len();
+                draft.item_lines.resize(items, no);
             }
         });
     }
