@@ -10,6 +10,7 @@
 mod commands;
 mod demo;
 mod dirs;
+mod docs;
 mod hostsock;
 mod launcher;
 mod profile;
@@ -21,7 +22,7 @@ mod spawn;
 mod status;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -90,6 +91,10 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff); `wg-wrap man | man -l -` shows it.
+    Man,
     #[command(name = "__supervise", hide = true)]
     Supervise {
         #[arg(long)]
@@ -147,6 +152,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cmd: Cmd) -> Result<i32> {
+    // Before the settings: these must work whatever state the config dir is in.
+    match cmd {
+        Cmd::Completions { shell } => return docs::completions(Cli::command(), shell),
+        Cmd::Man => return docs::man(Cli::command()),
+        _ => {}
+    }
     if let Cmd::Supervise {
         config_fd,
         udp_fd,
@@ -223,7 +234,9 @@ fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Show { profile } => show::run(&profile::resolve(&profile, &ctx.dirs.config)?),
         Cmd::Reload { profile } => commands::reload(&ctx, &profile),
         Cmd::Demo { command } => demo::run(&ctx.dirs, &command),
-        Cmd::Supervise { .. } => unreachable!("handled above"),
+        Cmd::Supervise { .. } | Cmd::Completions { .. } | Cmd::Man => {
+            unreachable!("handled above")
+        }
         Cmd::HttpGet { addr, path } => demo::http_get(&addr, &path),
         Cmd::VirtualPeer { listen, profile } => demo::serve_virtual_peer(&listen, &profile),
         Cmd::DumpLauncher { path } => launcher::dump_embedded(&path).map(|()| 0),
