@@ -116,6 +116,8 @@ enum Cmd {
         #[arg(long)]
         dns_socket_fd: Option<i32>,
         #[arg(long)]
+        notify_fd: Option<i32>,
+        #[arg(long)]
         profile: String,
     },
     #[command(name = "__http-get", hide = true)]
@@ -168,6 +170,7 @@ fn run(cmd: Cmd) -> Result<i32> {
         control_id,
         reresolve_fd,
         dns_socket_fd,
+        notify_fd,
         profile,
     } = cmd
     {
@@ -187,6 +190,10 @@ fn run(cmd: Cmd) -> Result<i32> {
             control: take_inherited_fd(control_fd).context("--control-fd")?,
             control_id,
             profile,
+            notify: notify_fd
+                .map(take_inherited_fd)
+                .transpose()
+                .context("--notify-fd")?,
         };
         let reresolve = match (reresolve_fd, dns_socket_fd) {
             (Some(names), Some(socket)) => Some(

@@ -50,6 +50,8 @@ pub mod lifecycle;
 #[cfg(target_os = "linux")]
 mod netlink;
 #[cfg(target_os = "linux")]
+pub mod notify;
+#[cfg(target_os = "linux")]
 pub mod profile_dir;
 #[cfg(target_os = "linux")]
 pub mod run;

@@ -45,6 +45,8 @@ pub struct Args {
     /// The id in the control socket's name, recorded in `state` for the CLI.
     pub control_id: u64,
     pub profile: String,
+    /// `up --foreground` under systemd: `$NOTIFY_SOCKET`, connected on the host.
+    pub notify: Option<OwnedFd>,
 }
 
 /// A set-up step that failed, with its cause.
@@ -172,9 +174,13 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
     }
     drop(ready);
     drop(args.lock);
+    let notifier = args.notify.map(crate::notify::Notifier::new);
+    notify(&notifier, |n| n.ready(&args.profile));
     eprintln!("wg-wrap supervisor: session {} is up", args.profile);
 
-    let lock = match lifecycle.run() {
+    let end = lifecycle.run();
+    notify(&notifier, crate::notify::Notifier::stopping);
+    let lock = match end {
         Ok(End::Idle(lock)) => Some(lock),
         Ok(End::Stopped(lock)) => {
             eprintln!("wg-wrap supervisor: stopped by signal");
@@ -194,6 +200,16 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
         }
     }
     0
+}
+
+/// Tell systemd (if it asked); a lost notification is logged, never fatal.
+fn notify(
+    notifier: &Option<crate::notify::Notifier>,
+    send: impl FnOnce(&crate::notify::Notifier) -> io::Result<()>,
+) {
+    if let Some(e) = notifier.as_ref().and_then(|n| send(n).err()) {
+        eprintln!("wg-wrap supervisor: notifying systemd ($NOTIFY_SOCKET) failed: {e}");
+    }
 }
 
 /// Steps 1-6 of the theory of operation; returns the control server for the session
