@@ -23,7 +23,8 @@
 //! 6. starts the data plane threads (see [`dataplane`]) and hostname re-resolution
 //!    over a second host socket (see [`resolve`]);
 //! 7. starts watching registrations, writes `state` and reports "ready", followed by
-//!    one "warning: …" line per thing the user should know (no `DNS=`, root caller);
+//!    one "warning: …" line per thing the user should know (no `DNS=`, root caller),
+//!    and under systemd (`up --foreground`) `READY=1` (see [`notify`]);
 //! 8. waits until neither an `up` hold nor a registered process remains (see
 //!    [`lifecycle`]), removes the session's files under the profile lock and exits.
 //!    The namespace, TUN included, disappears with its last process.
