@@ -5,6 +5,16 @@
 //!
 //! The nested build gets its own target directory under OUT_DIR: sharing
 //! ours would deadlock on the build-directory lock this build already holds.
+//!
+//! For packagers (see dist/PACKAGING.md):
+//! - `WG_WRAP_PREBUILT_LAUNCHER=/path` embeds that file instead of building;
+//! - the nested build is `--offline` (and always `--locked`) when this build
+//!   is: `CARGO_NET_OFFLINE=true`, `--offline`/`--frozen` on the cargo command
+//!   line that runs us, or `WG_WRAP_LAUNCHER_OFFLINE=1` to force it;
+//! - it remaps the source directory and `CARGO_HOME` out of the launcher
+//!   (`--remap-path-prefix`), so two checkouts at different paths embed the
+//!   same bytes. The outer build's own remapping is the packager's `RUSTFLAGS`
+//!   (dist/build-package sets it).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -34,7 +44,27 @@ fn cleared(name: &str) -> bool {
         || (name.starts_with("CARGO_TARGET_") && name.ends_with("_RUSTFLAGS"))
 }
 
+/// Names a launcher binary to embed instead of building launcher/.
+const PREBUILT: &str = "WG_WRAP_PREBUILT_LAUNCHER";
+/// `1` forces the nested build offline.
+const FORCE_OFFLINE: &str = "WG_WRAP_LAUNCHER_OFFLINE";
+
 fn main() {
+    println!("cargo:rerun-if-env-changed={PREBUILT}");
+    println!("cargo:rerun-if-env-changed={FORCE_OFFLINE}");
+    println!("cargo:rerun-if-env-changed=CARGO_NET_OFFLINE");
+    println!("cargo:rerun-if-env-changed=CARGO_HOME");
+    if let Some(path) = env::var_os(PREBUILT).filter(|p| !p.is_empty()) {
+        let path = std::path::absolute(&path).expect("the current directory");
+        assert!(
+            path.is_file(),
+            "wg-wrap: {PREBUILT}={} is not a file (unset it to build launcher/)",
+            path.display()
+        );
+        println!("cargo:rerun-if-changed={}", path.display());
+        println!("cargo:rustc-env=WG_WRAP_LAUNCHER_BIN={}", path.display());
+        return;
+    }
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
     let launcher_dir = manifest_dir.join("launcher");
     for input in [
@@ -66,6 +96,22 @@ fn main() {
         .args(["build", "--release", "--locked", "--target", &target])
         .arg("--target-dir")
         .arg(&target_dir);
+    if offline() {
+        build.arg("--offline");
+    }
+    // Appended to launcher/.cargo/config.toml's `build.rustflags` (cargo joins
+    // config arrays), where RUSTFLAGS in the environment would replace them.
+    let mut remaps = vec![format!("{}=/usr/src/wg-wrap", manifest_dir.display())];
+    if let Some(home) = cargo_home() {
+        remaps.push(format!("{}=/cargo", home.display()));
+    }
+    let flags: Vec<String> = remaps
+        .iter()
+        .map(|r| format!("{:?}", format!("--remap-path-prefix={r}")))
+        .collect();
+    build
+        .arg("--config")
+        .arg(format!("build.rustflags=[{}]", flags.join(", ")));
     for (name, _) in env::vars_os() {
         let Some(name) = name.to_str() else { continue };
         if cleared(name) {
@@ -96,6 +142,33 @@ fn main() {
         binary.display()
     );
     println!("cargo:rustc-env=WG_WRAP_LAUNCHER_BIN={}", binary.display());
+}
+
+/// Whether the cargo that runs us was told not to touch the network. Cargo
+/// does not tell build scripts, so besides the environment (which the nested
+/// cargo inherits anyway) we read the command line of our parent: cargo runs
+/// build scripts directly.
+fn offline() -> bool {
+    let truthy = |name| env::var(name).is_ok_and(|v| v == "1" || v == "true");
+    if truthy(FORCE_OFFLINE) || truthy("CARGO_NET_OFFLINE") {
+        return true;
+    }
+    let parent = std::os::unix::process::parent_id();
+    std::fs::read(format!("/proc/{parent}/cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg == b"--offline" || arg == b"--frozen")
+    })
+}
+
+/// Where cargo keeps the registry sources whose paths end up in panic
+/// messages: `$CARGO_HOME`, else `~/.cargo`.
+fn cargo_home() -> Option<PathBuf> {
+    env::var_os("CARGO_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .and_then(|h| std::path::absolute(h).ok())
 }
 
 fn env_var(name: &str) -> String {

@@ -9,7 +9,8 @@
 //!  2. **Hidden entry points** — `__supervise` (the launcher re-executes this binary
 //!     as the supervisor inside the new namespaces) and the test/bench helpers run
 //!     before anything reads the user's settings: the supervisor gets everything it
-//!     needs as inherited descriptors.
+//!     needs as inherited descriptors. So do `completions` and `man` (`docs`), which
+//!     must work whatever state the config directory is in.
 //!  3. **Settings** — the config and runtime directories from the environment
 //!     (`dirs`), `config.toml` beside the profiles (`settings`), and how much to say
 //!     (`-q`/`-v`, and whether stderr is a terminal: `progress`) form a `Ctx`.
@@ -47,6 +48,7 @@ mod check;
 mod commands;
 mod demo;
 mod dirs;
+mod docs;
 mod hostsock;
 mod import;
 mod keys;
@@ -63,7 +65,7 @@ mod status;
 mod waits;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -239,6 +241,17 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:
+  wg-wrap completions bash > wg-wrap.bash        # then: source wg-wrap.bash
+  wg-wrap completions zsh > _wg-wrap             # into a directory on $fpath
+  wg-wrap completions fish > wg-wrap.fish        # into ~/.config/fish/completions/")]
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff); `wg-wrap man | man -l -` shows it.
+    #[command(after_help = "Examples:
+  wg-wrap man > wg-wrap.1                        # then: man -l wg-wrap.1
+  wg-wrap man | grep -c ^.SH                     # plain roff: count its sections")]
+    Man,
     #[command(flatten)]
     Hidden(Hidden),
 }
@@ -306,6 +319,8 @@ struct SuperviseArgs {
     #[arg(long)]
     dns_socket_fd: Option<i32>,
     #[arg(long)]
+    notify_fd: Option<i32>,
+    #[arg(long)]
     profile: String,
 }
 
@@ -326,6 +341,9 @@ fn main() -> ExitCode {
     // Stages 2-4.
     let result = match cli.command {
         Cmd::Hidden(hidden) => run_hidden(hidden),
+        // Before the settings: these must work whatever state the config dir is in.
+        Cmd::Completions { shell } => docs::completions(Cli::command(), shell),
+        Cmd::Man => docs::man(Cli::command()),
         command => settings(cli.quiet, cli.verbose).and_then(|ctx| dispatch(&ctx, command)),
     };
     // Stage 5: exit.
@@ -366,6 +384,7 @@ fn supervise(a: SuperviseArgs) -> Result<i32> {
         control: take_inherited_fd(a.control_fd).context("--control-fd")?,
         control_id: a.control_id,
         profile: a.profile,
+        notify: optional(a.notify_fd, "--notify-fd")?,
     };
     let reresolve = match (a.reresolve_fd, a.dns_socket_fd) {
         (Some(names), Some(socket)) => Some((
@@ -428,6 +447,7 @@ fn dispatch(ctx: &commands::Ctx, command: Cmd) -> Result<i32> {
             json,
         } => check::run(ctx, profile.as_deref(), connect, json),
         Cmd::Hidden(hidden) => run_hidden(hidden),
+        Cmd::Completions { .. } | Cmd::Man => unreachable!("handled before the settings"),
     }
 }
 

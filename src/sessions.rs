@@ -309,14 +309,34 @@ pub fn exec_foreground(
         Ok(h) => h,
         Err(e) => return e,
     };
-    // `launcher` and `handover` hold the descriptors open until the exec.
-    let cmd = handover.command(
+    // Under systemd (Type=notify): connect here, on the host, before isolation.
+    let notify = match std::env::var_os(supervisor::contract::handover::NOTIFY_SOCKET_ENV) {
+        Some(addr) => match supervisor::contract::handover::connect_notify_socket(&addr) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                return anyhow::Error::from(e).context(format!(
+                    "connect to systemd's {}={}",
+                    supervisor::contract::handover::NOTIFY_SOCKET_ENV,
+                    addr.to_string_lossy()
+                ))
+            }
+        },
+        None => None,
+    };
+    // `launcher`, `handover` and `notify` hold the descriptors open until the exec.
+    let mut cmd = handover.command(
         &launcher,
         profiles,
         name,
         false,
         ("--lock-fd", lock.as_fd()),
     );
+    if let Some(fd) = &notify {
+        cmd.args(["--notify-fd", &fd.as_raw_fd().to_string()]);
+        spawn::inherit_fds(&mut cmd, &[fd.as_raw_fd()]);
+    }
+    // Nothing inside the session is systemd's to hear from.
+    cmd.env_remove(supervisor::contract::handover::NOTIFY_SOCKET_ENV);
     spawn::exec(cmd)
 }
 

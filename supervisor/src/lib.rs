@@ -32,7 +32,8 @@
 //! 7. starts the control server (`session/control.rs`; the protocol is
 //!    [`contract::control`]) and watching registrations, writes `state`
 //!    ([`contract::state`]) and reports "ready", followed by one "warning: …" line per
-//!    thing the user should know (no `DNS=`, root caller);
+//!    thing the user should know (no `DNS=`, root caller), and under systemd
+//!    (`up --foreground`) `READY=1` (`session/notify.rs`);
 //! 8. waits until neither an `up` hold nor a registered process remains
 //!    (`session/lifecycle.rs`), removes the session's files under the profile lock and
 //!    exits. The namespace, TUN included, disappears with its last process.

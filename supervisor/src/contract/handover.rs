@@ -30,6 +30,8 @@ pub struct Args {
     /// The id in the control socket's name, recorded in `state` for the CLI.
     pub control_id: u64,
     pub profile: String,
+    /// `up --foreground` under systemd: `$NOTIFY_SOCKET`, connected on the host.
+    pub notify: Option<OwnedFd>,
 }
 
 /// A peer whose Endpoint was a hostname.
@@ -156,6 +158,34 @@ pub fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
         .into_iter()
         .filter_map(Result::ok)
         .collect()
+}
+
+/// systemd's readiness protocol for `up --foreground` (see `session/notify.rs` for why the
+/// CLI, not the supervisor, connects the socket).
+/// The environment variable systemd sets for `Type=notify` services.
+pub const NOTIFY_SOCKET_ENV: &str = "NOTIFY_SOCKET";
+
+/// A datagram socket connected to `addr`, a `$NOTIFY_SOCKET` value: a path, or an
+/// abstract name written with a leading `@`. Close-on-exec; the CLI clears that for
+/// the one exec that hands it to the supervisor.
+pub fn connect_notify_socket(addr: &std::ffi::OsStr) -> std::io::Result<OwnedFd> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let bytes = addr.as_bytes();
+    let socket = UnixDatagram::unbound()?;
+    match bytes.first() {
+        Some(b'/') => socket.connect(std::path::Path::new(addr))?,
+        Some(b'@') => socket.connect_addr(&SocketAddr::from_abstract_name(&bytes[1..])?)?,
+        // systemd >= 254 may also hand out `vsock:CID:PORT`, meant for VMs.
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not an absolute path or an @abstract socket name",
+            ))
+        }
+    }
+    Ok(OwnedFd::from(socket))
 }
 
 #[cfg(test)]

@@ -4,4 +4,5 @@
 
 pub mod control;
 pub mod lifecycle;
+pub mod notify;
 pub mod run;

@@ -94,9 +94,13 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
     }
     drop(ready);
     drop(args.lock);
+    let notifier = args.notify.map(super::notify::Notifier::new);
+    notify(&notifier, |n| n.ready(&args.profile));
     eprintln!("wg-wrap supervisor: session {} is up", args.profile);
 
-    let lock = match lifecycle.run() {
+    let end = lifecycle.run();
+    notify(&notifier, super::notify::Notifier::stopping);
+    let lock = match end {
         Ok(End::Idle(lock)) => Some(lock),
         Ok(End::Stopped(lock)) => {
             eprintln!("wg-wrap supervisor: stopped by signal");
@@ -116,6 +120,16 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
         }
     }
     0
+}
+
+/// Tell systemd (if it asked); a lost notification is logged, never fatal.
+fn notify(
+    notifier: &Option<super::notify::Notifier>,
+    send: impl FnOnce(&super::notify::Notifier) -> io::Result<()>,
+) {
+    if let Some(e) = notifier.as_ref().and_then(|n| send(n).err()) {
+        eprintln!("wg-wrap supervisor: notifying systemd ($NOTIFY_SOCKET) failed: {e}");
+    }
 }
 
 /// Steps 1-6 of the theory of operation; returns the control server for the session
