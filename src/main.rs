@@ -53,6 +53,7 @@ mod keys;
 mod launcher;
 mod profile;
 mod progress;
+mod publish;
 mod runtime;
 mod sessions;
 mod settings;
@@ -107,14 +108,16 @@ enum Cmd {
     /// Start the tunnel for PROFILE and keep it up until `down`.
     #[command(after_help = "Examples:
   wg-wrap up work                                # ~/.config/wg-wrap/work.conf
-  wg-wrap up --wait work                         # also wait for the first handshake
-  wg-wrap up --wait-timeout 30 ./home.conf       # a path works too; wait up to 30 s
+  wg-wrap up --wait-timeout 30 ./home.conf       # a path works too; wait up to 30 s for a handshake
+  wg-wrap up -p 8080:80 work                     # localhost:8080 reaches port 80 inside the tunnel
   wg-wrap up --foreground work                   # for a systemd unit: runs until stopped")]
     Up {
         /// A profile name (looked up as NAME.conf in the config dir) or a path to a .conf.
         profile: String,
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        publish: PublishArgs,
         /// Run the supervisor in the foreground (for systemd); ^C or SIGTERM stops it.
         #[arg(long, conflicts_with_all = ["wait", "wait_timeout"])]
         foreground: bool,
@@ -127,6 +130,8 @@ enum Cmd {
     Exec {
         /// A profile name or a path to a .conf.
         profile: String,
+        #[command(flatten)]
+        publish: PublishArgs,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -139,6 +144,8 @@ enum Cmd {
     Shell {
         /// A profile name or a path; without it, the one running session or the one profile.
         profile: Option<String>,
+        #[command(flatten)]
+        publish: PublishArgs,
     },
     /// Release `up`'s hold; the session ends when its last wrapped process exits.
     #[command(after_help = "Examples:
@@ -264,6 +271,22 @@ impl WaitArgs {
             (false, None) => None,
         }
     }
+}
+
+/// `-p` on `up`, `exec` and `shell`.
+#[derive(Args)]
+struct PublishArgs {
+    /// Publish a port of the tunnel's namespace on the host: connections to
+    /// HOST_IP:HOST_PORT (HOST_IP 127.0.0.1 unless given; 0.0.0.0 for every
+    /// interface, [::1] for IPv6) reach 127.0.0.1:NS_PORT inside. Repeatable. With
+    /// `up` the port lives with the session, with `exec` as long as the command.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOST_IP:]HOST_PORT:NS_PORT[/tcp|/udp]",
+        value_parser = publish::parse_spec
+    )]
+    specs: Vec<supervisor::contract::publish::PublishSpec>,
 }
 
 /// Entry points for wg-wrap's own processes, tests and benchmarks; not in `--help`.
@@ -400,17 +423,25 @@ fn dispatch(ctx: &commands::Ctx, command: Cmd) -> Result<i32> {
         Cmd::Up {
             profile,
             wait,
+            publish,
             foreground,
         } => {
             let opts = commands::UpOptions {
                 wait: wait.timeout(&ctx.settings),
                 foreground,
+                publish: publish.specs,
             };
             commands::up(ctx, &profile, &opts).map(|()| 0)
         }
         Cmd::Down { profile, now } => commands::down(ctx, &profile, now).map(|()| 0),
-        Cmd::Exec { profile, command } => commands::exec(ctx, &profile, &command).map(|()| 0),
-        Cmd::Shell { profile } => shell::run(ctx, profile.as_deref()).map(|()| 0),
+        Cmd::Exec {
+            profile,
+            publish,
+            command,
+        } => commands::exec(ctx, &profile, &publish.specs, &command).map(|()| 0),
+        Cmd::Shell { profile, publish } => {
+            shell::run(ctx, profile.as_deref(), &publish.specs).map(|()| 0)
+        }
         Cmd::Status { profile, json } => status::status(&runtime()?, profile.as_deref(), json),
         Cmd::List { json } => status::list(&runtime()?, &ctx.dirs.config, json),
         Cmd::Show { profile } => show::run(&profile::resolve(&profile, &ctx.dirs.config)?),

@@ -183,6 +183,7 @@ fn setup(
         net: Mutex::new(Box::new(netlink)),
         config: Mutex::new(config),
         names,
+        publisher: crate::publish::Publisher::new().map_err(at("set up port publishing"))?,
     });
     Ok((control, warnings))
 }
