@@ -109,13 +109,6 @@ pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
     let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock(&runtime, &profile.name)?;
     if opts.foreground {
-        if !listeners.is_empty() {
-            anyhow::bail!(
-                "-p does not work with --foreground yet: start the session with `wg-wrap up \
-                 --foreground {}` and publish from `wg-wrap exec -p …` commands",
-                profile.name
-            );
-        }
         if let Some(live) = sessions::find_live(locked.dir.as_fd())? {
             anyhow::bail!(
                 "{} is already up (supervisor pid {}); `down` it first to run it in the foreground",
@@ -129,6 +122,7 @@ pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
             &locked.lock,
             &profile.name,
             &prepared,
+            &listeners,
         ));
     }
     let (live, started) = live_or_start(&runtime, &locked, &profile.name, || Ok(prepared))?;

@@ -328,6 +328,9 @@ struct SuperviseArgs {
     reresolve_fd: Option<i32>,
     #[arg(long)]
     dns_socket_fd: Option<i32>,
+    /// FD=SPEC: a host listener for `up --foreground -p SPEC`.
+    #[arg(long = "publish-fd")]
+    publish_fds: Vec<String>,
     #[arg(long)]
     profile: String,
 }
@@ -374,7 +377,7 @@ fn run_hidden(hidden: Hidden) -> Result<i32> {
 
 /// Become the supervisor of a session, with the descriptors the launcher passed.
 fn supervise(a: SuperviseArgs) -> Result<i32> {
-    use supervisor::contract::handover::{take_inherited_fd, Args};
+    use supervisor::contract::handover::{parse_publish_fd, take_inherited_fd, Args};
     let optional = |fd: Option<i32>, what: &str| {
         fd.map(take_inherited_fd)
             .transpose()
@@ -389,6 +392,15 @@ fn supervise(a: SuperviseArgs) -> Result<i32> {
         control: take_inherited_fd(a.control_fd).context("--control-fd")?,
         control_id: a.control_id,
         profile: a.profile,
+        published: a
+            .publish_fds
+            .iter()
+            .map(|text| {
+                let (fd, spec) = parse_publish_fd(text)
+                    .map_err(|e| anyhow::anyhow!("--publish-fd {text}: {e}"))?;
+                Ok((spec, take_inherited_fd(fd).context("--publish-fd")?))
+            })
+            .collect::<Result<_>>()?,
     };
     let reresolve = match (a.reresolve_fd, a.dns_socket_fd) {
         (Some(names), Some(socket)) => Some((
@@ -509,6 +521,57 @@ mod tests {
             up_wait(&["up", "--wait", "--wait-timeout", "5", "work"], &mine).1,
             secs(5)
         );
+    }
+
+    #[test]
+    fn publish_is_repeatable_on_up_exec_and_shell() {
+        let shown = |specs: &[supervisor::contract::publish::PublishSpec]| -> Vec<String> {
+            specs.iter().map(|s| s.to_string()).collect()
+        };
+        match parse(&[
+            "up",
+            "-p",
+            "8080:80",
+            "--publish",
+            "[::1]:53:5353/udp",
+            "work",
+        ])
+        .unwrap()
+        .command
+        {
+            Cmd::Up { publish, .. } => assert_eq!(
+                shown(&publish.specs),
+                ["127.0.0.1:8080:80/tcp", "[::1]:53:5353/udp"]
+            ),
+            _ => panic!("not up"),
+        }
+        match parse(&["exec", "-p", "8080:80", "work", "--", "cmd", "-p", "1:2"])
+            .unwrap()
+            .command
+        {
+            Cmd::Exec {
+                publish, command, ..
+            } => {
+                assert_eq!(shown(&publish.specs), ["127.0.0.1:8080:80/tcp"]);
+                assert_eq!(command, ["cmd", "-p", "1:2"]);
+            }
+            _ => panic!("not exec"),
+        }
+        match parse(&["shell", "-p", "0.0.0.0:9000:9000"])
+            .unwrap()
+            .command
+        {
+            Cmd::Shell { publish, profile } => {
+                assert_eq!(shown(&publish.specs), ["0.0.0.0:9000:9000/tcp"]);
+                assert_eq!(profile, None);
+            }
+            _ => panic!("not shell"),
+        }
+        let err = parse(&["up", "-p", "8080:0", "work"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("NS_PORT 0"), "{err}");
     }
 
     #[test]

@@ -178,6 +178,20 @@ fn processes_in_session(supervisor: u32) -> Vec<u32> {
         .collect()
 }
 
+/// No wrapped process holds the host listener on TCP `port`; the supervisor does.
+fn assert_only_the_supervisor_holds(sb: &Sandbox, supervisor: u32, port: u16) {
+    let listener = listening_inode(sb.netns_pid(), port);
+    assert!(socket_inodes(supervisor).contains(&listener));
+    let wrapped = processes_in_session(supervisor);
+    assert!(!wrapped.is_empty(), "the service should be in the session");
+    for pid in wrapped {
+        assert!(
+            !socket_inodes(pid).contains(&listener),
+            "wrapped process {pid} holds the host listener"
+        );
+    }
+}
+
 fn vm_hwm_kib(pid: u32) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     text.lines()
@@ -313,17 +327,7 @@ fn up_publishes_tcp_and_udp_ports_into_the_tunnel() {
         "{text}"
     );
 
-    // No wrapped process holds the host listener; the supervisor does.
-    let listener = listening_inode(sb.netns_pid(), 18080);
-    assert!(socket_inodes(supervisor).contains(&listener));
-    let wrapped = processes_in_session(supervisor);
-    assert!(!wrapped.is_empty(), "the service should be in the session");
-    for pid in wrapped {
-        assert!(
-            !socket_inodes(pid).contains(&listener),
-            "wrapped process {pid} holds the host listener"
-        );
-    }
+    assert_only_the_supervisor_holds(&sb, supervisor, 18080);
 
     // The ports live with the session.
     assert_success(&sb.run(sb.wg_wrap(&["down", "--now", "work"])));
@@ -390,6 +394,38 @@ fn exec_ports_live_as_long_as_the_command() {
     let _ = service.wait();
     assert!(sb.wait_no_processes(Duration::from_secs(20)).is_empty());
     let refused = in_sandbox(&sb, move || TcpStream::connect(first).unwrap_err().kind());
+    assert_eq!(refused, ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn up_in_the_foreground_publishes_inherited_listeners() {
+    let sb = Sandbox::new();
+    let (_peer, _) = sb.virtual_peer("work");
+    let mut up = sb.wg_wrap(&["up", "--foreground", "-p", "18070:18000", "work"]);
+    up.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut up = up.spawn().unwrap();
+    until("the foreground session", || {
+        let out = sb.run(sb.wg_wrap(&["status", "work", "--json"]));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        doc["profiles"].as_array().is_some_and(|p| !p.is_empty())
+    });
+    let mut service = start_service(&sb, &[], "work");
+    let addr: SocketAddr = "127.0.0.1:18070".parse().unwrap();
+    let data = pattern(200_000, 5);
+    let sum = checksum(&data);
+    assert_eq!(in_sandbox(&sb, move || echo_round(addr, data)), sum);
+    let st = status(&sb, "work");
+    assert_eq!(
+        st["published"][0]["spec"], "127.0.0.1:18070:18000/tcp",
+        "{st}"
+    );
+    let supervisor = st["supervisor_pid"].as_u64().unwrap() as u32;
+    assert_only_the_supervisor_holds(&sb, supervisor, 18070);
+    signal(up.id(), rustix::process::Signal::TERM);
+    let status = up.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = service.wait();
+    let refused = in_sandbox(&sb, move || TcpStream::connect(addr).unwrap_err().kind());
     assert_eq!(refused, ErrorKind::ConnectionRefused);
 }
 

@@ -90,6 +90,9 @@ pub(super) struct Loop {
     /// One datagram at a time (UDP); allocated once.
     buf: Vec<u8>,
     udp_idle: Duration,
+    /// TCP listeners that stopped accepting for want of descriptors: tried again when
+    /// a connection closes (being edge-triggered, they would not wake us otherwise).
+    stalled: Vec<usize>,
 }
 
 /// Start the relay thread.
@@ -126,6 +129,7 @@ impl Loop {
             flows: Slab::new(),
             buf: vec![0; 65536],
             udp_idle,
+            stalled: Vec::new(),
         })
     }
 
@@ -237,9 +241,15 @@ impl Loop {
             match net::accept_with(&*listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
                 Ok(client) => self.relay(i, client, &info),
                 Err(Errno::INTR) | Err(Errno::CONNABORTED) => {}
-                // AGAIN: all taken. EMFILE and the like: the rest wait in the backlog
-                // until the next connection (the listener is edge-triggered).
-                Err(_) => return,
+                Err(Errno::AGAIN) => return,
+                // Out of descriptors or memory: the rest wait in the backlog until a
+                // connection closes.
+                Err(_) => {
+                    if !self.stalled.contains(&i) {
+                        self.stalled.push(i);
+                    }
+                    return;
+                }
             }
         }
     }
@@ -350,6 +360,9 @@ impl Loop {
         if conn.on_event(side, flags.contains(EventFlags::ERR)) == tcp::State::Closed {
             // Closing the sockets also takes them out of the epoll set.
             self.conns.remove(c);
+            for i in std::mem::take(&mut self.stalled) {
+                self.on_listener(i);
+            }
         }
     }
 
