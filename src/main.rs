@@ -276,10 +276,8 @@ impl WaitArgs {
 /// `-p` on `up`, `exec` and `shell`.
 #[derive(Args)]
 struct PublishArgs {
-    /// Publish a port of the tunnel's namespace on the host: connections to
-    /// HOST_IP:HOST_PORT (HOST_IP 127.0.0.1 unless given; 0.0.0.0 for every
-    /// interface, [::1] for IPv6) reach 127.0.0.1:NS_PORT inside. Repeatable. With
-    /// `up` the port lives with the session, with `exec` as long as the command.
+    /// Make NS_PORT inside reachable at HOST_IP:HOST_PORT (default 127.0.0.1) on the
+    /// host; repeatable. Lives with the session (up) or the command (exec, shell).
     #[arg(
         short = 'p',
         long = "publish",

@@ -36,7 +36,7 @@
 //! 8. relays published ports (`publish/`) once the CLI hands listeners over the
 //!    control socket (`up -p`, `exec -p`; SCM_RIGHTS, [`contract::publish`]): the host
 //!    listeners stay in the host's network namespace where the CLI opened them, and a
-//!    thread started with the first one accepts there, connects to `127.0.0.1:NS_PORT`
+//!    thread (idle in `epoll_wait` until then) accepts there, connects to `127.0.0.1:NS_PORT`
 //!    (or `[::1]`) in ours and splices both ways (UDP: a flow per client); an `exec`'s
 //!    ports end with its process (a pidfd), an `up`'s with the session;
 //! 9. waits until neither an `up` hold nor a registered process remains

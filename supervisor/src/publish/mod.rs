@@ -5,7 +5,8 @@
 //! - `mod.rs`: the [`Publisher`] the control server hands new listeners to, and the
 //!   table `status` reads;
 //! - `event_loop.rs`: one thread, one epoll set, a closed enum of event sources;
-//!   started with the first published port;
+//!   started with the session (it sleeps in `epoll_wait` until a port is published,
+//!   and no thread needs to be created once the session runs);
 //! - `tcp.rs`: a relayed connection, spliced both ways through a pipe per direction
 //!   (the pipe is the fixed per-direction buffer: backpressure, never a heap queue);
 //! - `udp.rs`: a flow per client address with its own socket inside, idle flows
@@ -65,8 +66,6 @@ struct Shared {
 
 pub struct Publisher {
     shared: Arc<Shared>,
-    started: Mutex<bool>,
-    udp_idle: Duration,
 }
 
 impl Publisher {
@@ -74,17 +73,16 @@ impl Publisher {
         Publisher::with_udp_idle(UDP_IDLE)
     }
 
+    /// Start the relay thread.
     fn with_udp_idle(udp_idle: Duration) -> io::Result<Publisher> {
         let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
-        Ok(Publisher {
-            shared: Arc::new(Shared {
-                table: Mutex::new(Vec::new()),
-                queue: Mutex::new(Vec::new()),
-                wake,
-            }),
-            started: Mutex::new(false),
-            udp_idle,
-        })
+        let shared = Arc::new(Shared {
+            table: Mutex::new(Vec::new()),
+            queue: Mutex::new(Vec::new()),
+            wake,
+        });
+        event_loop::spawn(shared.clone(), udp_idle)?;
+        Ok(Publisher { shared })
     }
 
     /// Relay `ports` (listening TCP or bound UDP sockets, one per spec) from now on;
@@ -111,14 +109,6 @@ impl Publisher {
                 (info, fd)
             })
             .collect();
-        {
-            let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
-            if !*started {
-                event_loop::spawn(self.shared.clone(), self.udp_idle)
-                    .map_err(|e| format!("start the port relay: {e}"))?;
-                *started = true;
-            }
-        }
         lock(&self.shared.table).extend(ports.iter().map(|(info, _)| info.clone()));
         lock(&self.shared.queue).push(Batch { ports, owner });
         rustix::io::write(&self.shared.wake, &1u64.to_ne_bytes())
