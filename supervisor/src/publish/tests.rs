@@ -191,6 +191,46 @@ fn many_connections_each_get_their_own_bytes() {
 }
 
 #[test]
+fn a_service_that_does_not_read_stops_the_client_without_buffering() {
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = Publisher::new().unwrap();
+    let host = publish_tcp(&p, service.local_addr().unwrap().port(), None);
+    let mut client = connect(host);
+    let mut inner = accept(&service);
+    client.set_nonblocking(true).unwrap();
+    // Write until the client is pushed back and stays pushed back.
+    let chunk = pattern(64 * 1024, 4);
+    let (mut sent, mut stuck_rounds) = (0usize, 0);
+    let mut stream = Vec::new();
+    while stuck_rounds < 5 {
+        match client.write(&chunk) {
+            Ok(n) => {
+                sent += n;
+                stream.extend_from_slice(&chunk[..n]);
+                stuck_rounds = 0;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                stuck_rounds += 1;
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+        assert!(
+            sent < 256 << 20,
+            "256 MiB went in and the client is still not pushed back"
+        );
+    }
+    // What went in sits in kernel socket buffers and one pipe, not in the relay.
+    assert!(sent < 64 << 20, "{sent} bytes in flight");
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    inner.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), sent);
+    assert!(got == stream, "the bytes changed on the way");
+    eprintln!("pushed back after {sent} bytes in flight");
+}
+
+#[test]
 fn ports_of_a_command_end_with_it() {
     let service = TcpListener::bind("127.0.0.1:0").unwrap();
     let p = Publisher::new().unwrap();
