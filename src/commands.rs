@@ -4,6 +4,7 @@ use crate::dirs::Dirs;
 use crate::launcher::Launcher;
 use crate::profile::{self, ProfileRef};
 use crate::progress::Feedback;
+use crate::publish;
 use crate::runtime::Runtime;
 use crate::sessions::{self, Live, Prepared};
 use crate::settings::Settings;
@@ -14,6 +15,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
 use std::time::Duration;
 use supervisor::contract::profile_dir::{lock_profile, remove_profile_dir, LockedProfile};
+use supervisor::contract::publish::{Owner, PublishSpec};
 use supervisor::contract::state::processes_in_netns;
 
 /// How long a command waits for another wg-wrap holding the profile lock.
@@ -95,12 +97,15 @@ pub struct UpOptions {
     pub wait: Option<Duration>,
     /// Run the supervisor in the foreground (for systemd) instead of detaching.
     pub foreground: bool,
+    /// Ports to publish for as long as the session lives.
+    pub publish: Vec<PublishSpec>,
 }
 
 pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
     // Validate before touching any state.
     let prepared = load_config(ctx, &profile)?;
+    let listeners = publish::open_all(&opts.publish)?;
     let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock(&runtime, &profile.name)?;
     if opts.foreground {
@@ -117,9 +122,13 @@ pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
             &locked.lock,
             &profile.name,
             &prepared,
+            &listeners,
         ));
     }
     let (live, started) = live_or_start(&runtime, &locked, &profile.name, || Ok(prepared))?;
+    // On failure a session started for nothing ends by itself: no hold, no process.
+    publish::hand_over(&live, &listeners, Owner::Session)?;
+    drop(listeners);
     sessions::set_hold(locked.dir.as_fd(), true)?;
     drop(locked);
     if let Some(timeout) = opts.wait {
@@ -218,13 +227,20 @@ pub fn join_command(launcher: &Launcher, live: &Live, argv: &[OsString]) -> Comm
 }
 
 /// `exec`: join (or start) the session and become the command. Only returns on error.
-pub fn exec(ctx: &Ctx, arg: &str, argv: &[OsString]) -> Result<()> {
-    exec_with_env(ctx, arg, argv, &[])
+pub fn exec(ctx: &Ctx, arg: &str, publish: &[PublishSpec], argv: &[OsString]) -> Result<()> {
+    exec_with_env(ctx, arg, publish, argv, &[])
 }
 
 /// [`exec`] with extra environment variables for the command.
-pub fn exec_with_env(ctx: &Ctx, arg: &str, argv: &[OsString], env: &[(&str, &str)]) -> Result<()> {
+pub fn exec_with_env(
+    ctx: &Ctx,
+    arg: &str,
+    publish: &[PublishSpec],
+    argv: &[OsString],
+    env: &[(&str, &str)],
+) -> Result<()> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
+    let listeners = publish::open_all(publish)?;
     let launcher = Launcher::locate()?;
     let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock(&runtime, &profile.name)?;
@@ -234,6 +250,13 @@ pub fn exec_with_env(ctx: &Ctx, arg: &str, argv: &[OsString], env: &[(&str, &str
     // Register ourselves: exec keeps our PID through the launcher into the command.
     let pid = std::process::id();
     sessions::register(locked.dir.as_fd(), pid)?;
+    // The ports live as long as this PID: the command's, through the launcher's exec.
+    if let Err(e) = publish::hand_over(&live, &listeners, Owner::Command) {
+        sessions::unregister(locked.dir.as_fd(), pid);
+        return Err(e);
+    }
+    // Our copies: the supervisor has its own now, and the command must hold none.
+    drop(listeners);
     let mut cmd = join_command(&launcher, &live, argv);
     cmd.envs(env.iter().copied());
     spawn::keep_across_exec(live.pidfd.as_fd())?;

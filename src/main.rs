@@ -55,6 +55,7 @@ mod keys;
 mod launcher;
 mod profile;
 mod progress;
+mod publish;
 mod runtime;
 mod sessions;
 mod settings;
@@ -109,14 +110,16 @@ enum Cmd {
     /// Start the tunnel for PROFILE and keep it up until `down`.
     #[command(after_help = "Examples:
   wg-wrap up work                                # ~/.config/wg-wrap/work.conf
-  wg-wrap up --wait work                         # also wait for the first handshake
-  wg-wrap up --wait-timeout 30 ./home.conf       # a path works too; wait up to 30 s
+  wg-wrap up --wait-timeout 30 ./home.conf       # a path works too; wait up to 30 s for a handshake
+  wg-wrap up -p 8080:80 work                     # localhost:8080 reaches port 80 inside the tunnel
   wg-wrap up --foreground work                   # for a systemd unit: runs until stopped")]
     Up {
         /// A profile name (looked up as NAME.conf in the config dir) or a path to a .conf.
         profile: String,
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        publish: PublishArgs,
         /// Run the supervisor in the foreground (for systemd); ^C or SIGTERM stops it.
         #[arg(long, conflicts_with_all = ["wait", "wait_timeout"])]
         foreground: bool,
@@ -129,6 +132,8 @@ enum Cmd {
     Exec {
         /// A profile name or a path to a .conf.
         profile: String,
+        #[command(flatten)]
+        publish: PublishArgs,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -141,6 +146,8 @@ enum Cmd {
     Shell {
         /// A profile name or a path; without it, the one running session or the one profile.
         profile: Option<String>,
+        #[command(flatten)]
+        publish: PublishArgs,
     },
     /// Release `up`'s hold; the session ends when its last wrapped process exits.
     #[command(after_help = "Examples:
@@ -279,6 +286,20 @@ impl WaitArgs {
     }
 }
 
+/// `-p` on `up`, `exec` and `shell`.
+#[derive(Args)]
+struct PublishArgs {
+    /// Make NS_PORT inside reachable at HOST_IP:HOST_PORT (default 127.0.0.1) on the
+    /// host; repeatable. Lives with the session (up) or the command (exec, shell).
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOST_IP:]HOST_PORT:NS_PORT[/tcp|/udp]",
+        value_parser = publish::parse_spec
+    )]
+    specs: Vec<supervisor::contract::publish::PublishSpec>,
+}
+
 /// Entry points for wg-wrap's own processes, tests and benchmarks; not in `--help`.
 #[derive(Subcommand)]
 enum Hidden {
@@ -318,6 +339,9 @@ struct SuperviseArgs {
     reresolve_fd: Option<i32>,
     #[arg(long)]
     dns_socket_fd: Option<i32>,
+    /// FD=SPEC: a host listener for `up --foreground -p SPEC`.
+    #[arg(long = "publish-fd")]
+    publish_fds: Vec<String>,
     #[arg(long)]
     notify_fd: Option<i32>,
     #[arg(long)]
@@ -369,7 +393,7 @@ fn run_hidden(hidden: Hidden) -> Result<i32> {
 
 /// Become the supervisor of a session, with the descriptors the launcher passed.
 fn supervise(a: SuperviseArgs) -> Result<i32> {
-    use supervisor::contract::handover::{take_inherited_fd, Args};
+    use supervisor::contract::handover::{parse_publish_fd, take_inherited_fd, Args};
     let optional = |fd: Option<i32>, what: &str| {
         fd.map(take_inherited_fd)
             .transpose()
@@ -385,6 +409,15 @@ fn supervise(a: SuperviseArgs) -> Result<i32> {
         control_id: a.control_id,
         profile: a.profile,
         notify: optional(a.notify_fd, "--notify-fd")?,
+        published: a
+            .publish_fds
+            .iter()
+            .map(|text| {
+                let (fd, spec) = parse_publish_fd(text)
+                    .map_err(|e| anyhow::anyhow!("--publish-fd {text}: {e}"))?;
+                Ok((spec, take_inherited_fd(fd).context("--publish-fd")?))
+            })
+            .collect::<Result<_>>()?,
     };
     let reresolve = match (a.reresolve_fd, a.dns_socket_fd) {
         (Some(names), Some(socket)) => Some((
@@ -419,17 +452,25 @@ fn dispatch(ctx: &commands::Ctx, command: Cmd) -> Result<i32> {
         Cmd::Up {
             profile,
             wait,
+            publish,
             foreground,
         } => {
             let opts = commands::UpOptions {
                 wait: wait.timeout(&ctx.settings),
                 foreground,
+                publish: publish.specs,
             };
             commands::up(ctx, &profile, &opts).map(|()| 0)
         }
         Cmd::Down { profile, now } => commands::down(ctx, &profile, now).map(|()| 0),
-        Cmd::Exec { profile, command } => commands::exec(ctx, &profile, &command).map(|()| 0),
-        Cmd::Shell { profile } => shell::run(ctx, profile.as_deref()).map(|()| 0),
+        Cmd::Exec {
+            profile,
+            publish,
+            command,
+        } => commands::exec(ctx, &profile, &publish.specs, &command).map(|()| 0),
+        Cmd::Shell { profile, publish } => {
+            shell::run(ctx, profile.as_deref(), &publish.specs).map(|()| 0)
+        }
         Cmd::Status { profile, json } => status::status(&runtime()?, profile.as_deref(), json),
         Cmd::List { json } => status::list(&runtime()?, &ctx.dirs.config, json),
         Cmd::Show { profile } => show::run(&profile::resolve(&profile, &ctx.dirs.config)?),
@@ -498,6 +539,57 @@ mod tests {
             up_wait(&["up", "--wait", "--wait-timeout", "5", "work"], &mine).1,
             secs(5)
         );
+    }
+
+    #[test]
+    fn publish_is_repeatable_on_up_exec_and_shell() {
+        let shown = |specs: &[supervisor::contract::publish::PublishSpec]| -> Vec<String> {
+            specs.iter().map(|s| s.to_string()).collect()
+        };
+        match parse(&[
+            "up",
+            "-p",
+            "8080:80",
+            "--publish",
+            "[::1]:53:5353/udp",
+            "work",
+        ])
+        .unwrap()
+        .command
+        {
+            Cmd::Up { publish, .. } => assert_eq!(
+                shown(&publish.specs),
+                ["127.0.0.1:8080:80/tcp", "[::1]:53:5353/udp"]
+            ),
+            _ => panic!("not up"),
+        }
+        match parse(&["exec", "-p", "8080:80", "work", "--", "cmd", "-p", "1:2"])
+            .unwrap()
+            .command
+        {
+            Cmd::Exec {
+                publish, command, ..
+            } => {
+                assert_eq!(shown(&publish.specs), ["127.0.0.1:8080:80/tcp"]);
+                assert_eq!(command, ["cmd", "-p", "1:2"]);
+            }
+            _ => panic!("not exec"),
+        }
+        match parse(&["shell", "-p", "0.0.0.0:9000:9000"])
+            .unwrap()
+            .command
+        {
+            Cmd::Shell { publish, profile } => {
+                assert_eq!(shown(&publish.specs), ["0.0.0.0:9000:9000/tcp"]);
+                assert_eq!(profile, None);
+            }
+            _ => panic!("not shell"),
+        }
+        let err = parse(&["up", "-p", "8080:0", "work"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("NS_PORT 0"), "{err}");
     }
 
     #[test]

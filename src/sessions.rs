@@ -191,6 +191,7 @@ impl Handover {
         name: &str,
         detach: bool,
         extra: (&str, BorrowedFd<'_>),
+        published: &[crate::publish::Listener],
     ) -> Command {
         let fd = |f: &dyn AsRawFd| f.as_raw_fd().to_string();
         let mut cmd = launcher.command();
@@ -221,6 +222,10 @@ impl Handover {
         cmd.args(["--reresolve-fd", &fd(names)])
             .args(["--dns-socket-fd", &fd(dns)]);
         fds.extend([names.as_raw_fd(), dns.as_raw_fd()]);
+        for l in published {
+            cmd.args(["--publish-fd", &format!("{}={}", fd(&l.socket), l.spec)]);
+            fds.push(l.socket.as_raw_fd());
+        }
         spawn::inherit_fds(&mut cmd, &fds);
         cmd
     }
@@ -253,6 +258,7 @@ pub fn start(
         name,
         true,
         ("--ready-fd", ready_w.as_fd()),
+        &[],
     );
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -294,12 +300,14 @@ pub fn start(
 }
 
 /// Become the supervisor (for `up --foreground`): the lock passes to it and is
-/// released once the session is usable. Only returns on error.
+/// released once the session is usable; `published` listeners are inherited and live
+/// with the session. Only returns on error.
 pub fn exec_foreground(
     profiles: BorrowedFd<'_>,
     lock: &ProfileLock,
     name: &str,
     prepared: &Prepared,
+    published: &[crate::publish::Listener],
 ) -> anyhow::Error {
     let launcher = match Launcher::locate() {
         Ok(l) => l,
@@ -330,6 +338,7 @@ pub fn exec_foreground(
         name,
         false,
         ("--lock-fd", lock.as_fd()),
+        published,
     );
     if let Some(fd) = &notify {
         cmd.args(["--notify-fd", &fd.as_raw_fd().to_string()]);

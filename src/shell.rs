@@ -8,6 +8,7 @@ use crate::commands::{self, Ctx};
 use crate::runtime::Runtime;
 use anyhow::{bail, Result};
 use std::ffi::OsString;
+use supervisor::contract::publish::PublishSpec;
 
 /// The environment variable naming the profile inside `shell`.
 pub const PROFILE_VAR: &str = "WG_WRAP_PROFILE";
@@ -20,14 +21,20 @@ pub fn user_shell(var: Option<OsString>) -> OsString {
 }
 
 /// Only returns on error: on success the process has become the shell.
-pub fn run(ctx: &Ctx, profile: Option<&str>) -> Result<()> {
+pub fn run(ctx: &Ctx, profile: Option<&str>, publish: &[PublishSpec]) -> Result<()> {
     let arg = match profile {
         Some(p) => p.to_owned(),
         None => default_profile(ctx)?,
     };
     let shell = user_shell(std::env::var_os("SHELL"));
     let name = crate::profile::resolve(&arg, &ctx.dirs.config)?.name;
-    commands::exec_with_env(ctx, &arg, &[shell], &[(PROFILE_VAR, name.as_str())])
+    commands::exec_with_env(
+        ctx,
+        &arg,
+        publish,
+        &[shell],
+        &[(PROFILE_VAR, name.as_str())],
+    )
 }
 
 fn default_profile(ctx: &Ctx) -> Result<String> {

@@ -179,6 +179,21 @@ pub fn render(s: &SessionStatus, now: u64) -> String {
             pids.join(", ")
         }
     );
+    for p in &s.published {
+        let lives = match p.owner_pid {
+            Some(pid) => format!("while pid {pid} runs"),
+            None => "with the session".into(),
+        };
+        let what = match p.spec.proto {
+            supervisor::contract::publish::Proto::Tcp => "connections",
+            supervisor::contract::publish::Proto::Udp => "flows",
+        };
+        let _ = writeln!(
+            t,
+            "  published: {} ({} {what} open, {} in all; {lives})",
+            p.spec, p.connections, p.total_connections
+        );
+    }
     for p in &s.peers {
         let _ = writeln!(t, "\n  peer: {}", p.public_key);
         if let Some(e) = &p.endpoint {
@@ -312,6 +327,12 @@ mod tests {
                 tx_bytes: 10,
                 persistent_keepalive: Some(25),
             }],
+            published: vec![supervisor::contract::publish::PublishedPort {
+                spec: "8080:80".parse().unwrap(),
+                owner_pid: Some(9),
+                connections: 2,
+                total_connections: 5,
+            }],
         };
         let text = render(&s, 1065);
         for want in [
@@ -326,6 +347,7 @@ mod tests {
             "latest handshake: 3s ago",
             "2.00 KiB received, 10 B sent",
             "every 25 seconds",
+            "published: 127.0.0.1:8080:80/tcp (2 connections open, 5 in all; while pid 9 runs)",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

@@ -34,7 +34,13 @@
 //!    ([`contract::state`]) and reports "ready", followed by one "warning: …" line per
 //!    thing the user should know (no `DNS=`, root caller), and under systemd
 //!    (`up --foreground`) `READY=1` (`session/notify.rs`);
-//! 8. waits until neither an `up` hold nor a registered process remains
+//! 8. relays published ports (`publish/`) once the CLI hands listeners over the
+//!    control socket (`up -p`, `exec -p`; SCM_RIGHTS, [`contract::publish`]): the host
+//!    listeners stay in the host's network namespace where the CLI opened them, and a
+//!    thread (idle in `epoll_wait` until then) accepts there, connects to `127.0.0.1:NS_PORT`
+//!    (or `[::1]`) in ours and splices both ways (UDP: a flow per client); an `exec`'s
+//!    ports end with its process (a pidfd), an `up`'s with the session;
+//! 9. waits until neither an `up` hold nor a registered process remains
 //!    (`session/lifecycle.rs`), removes the session's files under the profile lock and
 //!    exits. The namespace, TUN included, disappears with its last process.
 //!
@@ -53,6 +59,7 @@
 //! | `namespace/` | the namespace's network, files and TUN device | `contract` |
 //! | `dataplane/` | packets between the TUN device and the host socket | `namespace` (the TUN device), `sys` |
 //! | `reresolve/` | hostname endpoints looked up again on the host network | `contract`, `dataplane`, `namespace` |
+//! | `publish/` | published ports: host listeners relayed into the namespace | `contract` |
 //! | `session/` | the start-up sequence, the control server, reference counting | all of the above |
 
 #![deny(unsafe_code)]
@@ -61,6 +68,8 @@ pub mod contract;
 #[cfg(target_os = "linux")]
 pub(crate) mod dataplane;
 pub(crate) mod namespace;
+#[cfg(target_os = "linux")]
+pub(crate) mod publish;
 #[cfg(target_os = "linux")]
 pub(crate) mod reresolve;
 #[cfg(target_os = "linux")]

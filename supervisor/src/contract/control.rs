@@ -10,8 +10,11 @@
 //! the host reaches. Other users could: SO_PEERCRED must show our uid.
 
 use crate::contract::handover::Handover;
+use crate::contract::publish::{Owner, PublishReply, PublishSpec, PublishedPort, MAX_PORTS};
 use serde::{Deserialize, Serialize};
+use std::io::IoSlice;
 use std::io::{self, Read, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -33,6 +36,9 @@ pub struct SessionStatus {
     /// Registered wrapped processes that are alive.
     pub wrapped_pids: Vec<u32>,
     pub peers: Vec<PeerStatus>,
+    /// Ports published into the namespace (absent: an older supervisor).
+    #[serde(default)]
+    pub published: Vec<PublishedPort>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +124,57 @@ pub fn request(socket_name: &str, request: &str, body: Option<&str>) -> io::Resu
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     Ok(answer)
+}
+
+/// Hand listening sockets to a running supervisor (see [`crate::contract::publish`]):
+/// one `sendmsg` carrying the request and the descriptors.
+pub fn publish(
+    socket_name: &str,
+    owner: Owner,
+    ports: &[(PublishSpec, BorrowedFd<'_>)],
+) -> io::Result<PublishReply> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::mem::MaybeUninit;
+    use std::os::linux::net::SocketAddrExt;
+    if ports.len() > MAX_PORTS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("at most {MAX_PORTS} ports can be published at once"),
+        ));
+    }
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(socket_name)?;
+    let stream = UnixStream::connect_addr(&addr)?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    let specs: Vec<PublishSpec> = ports.iter().map(|(s, _)| *s).collect();
+    let text = format!(
+        "publish {}\n{}",
+        owner.word(),
+        serde_json::to_string(&specs).map_err(io::Error::other)?
+    );
+    let fds: Vec<BorrowedFd<'_>> = ports.iter().map(|(_, fd)| *fd).collect();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PORTS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::other("too many descriptors for one message"));
+    }
+    let bytes = text.as_bytes();
+    let sent = sendmsg(
+        &stream,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
+    // The descriptors went with the first bytes; the rest (if any) follows plainly.
+    (&stream).write_all(&bytes[sent..])?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut answer = String::new();
+    (&stream).read_to_string(&mut answer)?;
+    serde_json::from_str(&answer).map_err(|_| {
+        io::Error::other(format!(
+            "the supervisor answered {answer:?} (started by an older wg-wrap? `down` and `up` it again)"
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -32,6 +32,20 @@ pub struct Args {
     pub profile: String,
     /// `up --foreground` under systemd: `$NOTIFY_SOCKET`, connected on the host.
     pub notify: Option<OwnedFd>,
+    /// Host listeners for `up --foreground -p`, published for the whole session
+    /// (other commands hand theirs over the control socket once the session runs).
+    pub published: Vec<(crate::contract::publish::PublishSpec, OwnedFd)>,
+}
+
+/// `--publish-fd FD=SPEC`: an inherited listener and the `-p` spec it is for.
+pub fn parse_publish_fd(
+    text: &str,
+) -> Result<(std::os::fd::RawFd, crate::contract::publish::PublishSpec), String> {
+    let (fd, spec) = text.split_once('=').ok_or("expected FD=SPEC")?;
+    let fd = fd
+        .parse()
+        .map_err(|_| format!("{fd:?} is not a descriptor number"))?;
+    Ok((fd, spec.parse().map_err(|e| format!("{e}"))?))
 }
 
 /// A peer whose Endpoint was a hostname.

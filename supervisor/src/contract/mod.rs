@@ -5,7 +5,8 @@
 //!   `pids/<pid>` registrations) and the processes they name;
 //! - [`profile_dir`]: safe, locked access to that directory;
 //! - [`control`]: the control socket's requests and answers;
-//! - [`handover`]: what a new supervisor inherits from the CLI that starts it.
+//! - [`handover`]: what a new supervisor inherits from the CLI that starts it;
+//! - [`publish`]: `-p` specs, and the listeners handed to a supervisor for them.
 
 #[cfg(target_os = "linux")]
 pub mod control;
@@ -13,4 +14,5 @@ pub mod control;
 pub mod handover;
 #[cfg(target_os = "linux")]
 pub mod profile_dir;
+pub mod publish;
 pub mod state;

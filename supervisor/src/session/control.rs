@@ -5,11 +5,15 @@ use crate::contract::control::{
     read_reload, PeerStatus, ReloadReply, SessionStatus, REQUEST_TIMEOUT,
 };
 use crate::contract::handover::Handover;
+use crate::contract::publish::{Owner, PublishReply, PublishSpec, MAX_PORTS};
 use crate::dataplane::{PeerConfig, PeerStats, Tunnel};
 use crate::namespace::netsetup::{self, NetOps};
+use crate::publish::Publisher;
 use crate::reresolve::Names;
 use base64::Engine;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use wgconf::{Config, Endpoint};
@@ -32,6 +36,8 @@ pub struct Control {
     /// Hostname endpoints under re-resolution; `None` when the session has no host
     /// socket to look names up with.
     pub names: Option<Names>,
+    /// Published ports (`up -p`, `exec -p`).
+    pub publisher: Publisher,
 }
 
 /// The data plane's view of a profile's peers.
@@ -68,6 +74,7 @@ impl Control {
                 .iter()
                 .map(PeerStatus::from_stats)
                 .collect(),
+            published: self.publisher.status(),
         }
     }
 
@@ -172,7 +179,9 @@ impl Control {
         }
         stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
         stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-        let mut reader = BufReader::new(&stream);
+        // The first read takes the descriptors a `publish` carries with its first bytes.
+        let (first, fds, truncated) = receive_with_fds(&stream)?;
+        let mut reader = BufReader::new(io::Cursor::new(first).chain(&stream));
         let mut request = String::new();
         reader.by_ref().take(64).read_line(&mut request)?;
         let answer = match request.trim_end().split_once(' ') {
@@ -184,12 +193,85 @@ impl Control {
                 };
                 serde_json::to_string(&reply)
             }
+            Some(("publish", owner)) => {
+                let reply = match self.publish(&mut reader, owner, fds, truncated, peer.pid) {
+                    Ok(()) => PublishReply {
+                        ok: true,
+                        error: None,
+                    },
+                    Err(e) => PublishReply {
+                        ok: false,
+                        error: Some(e),
+                    },
+                };
+                serde_json::to_string(&reply)
+            }
             _ => Ok(String::from("{\"error\":\"unknown request\"}")),
         }
         .map_err(io::Error::other)?;
         (&stream).write_all(answer.as_bytes())?;
         (&stream).write_all(b"\n")
     }
+
+    /// `publish session|command`: the specs, one handed-over listener each.
+    fn publish(
+        &self,
+        reader: &mut impl Read,
+        owner: &str,
+        fds: Vec<OwnedFd>,
+        truncated: bool,
+        peer: rustix::process::Pid,
+    ) -> Result<(), String> {
+        let owner = Owner::from_word(owner).ok_or("bad publish request")?;
+        let mut text = String::new();
+        reader
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("reading the publish request: {e}"))?;
+        let specs: Vec<PublishSpec> =
+            serde_json::from_str(&text).map_err(|e| format!("bad publish request: {e}"))?;
+        if truncated || specs.len() != fds.len() {
+            return Err(format!(
+                "{} port(s) but {} descriptor(s) arrived (at most {MAX_PORTS} per request)",
+                specs.len(),
+                fds.len()
+            ));
+        }
+        let owner = match owner {
+            Owner::Session => None,
+            Owner::Command => {
+                // The requester waits for our answer, so its PID names it still.
+                let pidfd = rustix::process::pidfd_open(peer, rustix::process::PidfdFlags::empty())
+                    .map_err(|e| format!("watch the requesting process: {e}"))?;
+                Some((peer.as_raw_nonzero().get() as u32, pidfd))
+            }
+        };
+        self.publisher
+            .add(specs.into_iter().zip(fds).collect(), owner)
+    }
+}
+
+/// One `recvmsg` of up to 64 KiB: the bytes, the descriptors that came with them
+/// (close-on-exec), and whether some descriptors were cut off.
+fn receive_with_fds(stream: &UnixStream) -> io::Result<(Vec<u8>, Vec<OwnedFd>, bool)> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let mut bytes = vec![0u8; 64 * 1024];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PORTS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = recvmsg(
+        stream,
+        &mut [IoSliceMut::new(&mut bytes)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    bytes.truncate(got.bytes);
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    Ok((bytes, fds, got.flags.contains(ReturnFlags::CTRUNC)))
 }
 
 impl PeerStatus {

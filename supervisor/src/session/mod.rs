@@ -1,4 +1,4 @@
-//! The session's life: the start-up sequence (`run`, stages 0 to 7 of the crate's
+//! The session's life: the start-up sequence (`run`, stages 0 to 8 of the crate's
 //! theory of operation), the control server (`control`), and reference counting until
 //! teardown (`lifecycle`).
 

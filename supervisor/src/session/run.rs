@@ -73,6 +73,10 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
         let dir = open_dir(args.profiles.as_fd(), &args.profile, false)
             .map_err(at("open the profile directory"))?;
         let (control, warnings) = setup(&args.config, args.udp, &dir, &args.profile, reresolve)?;
+        control
+            .publisher
+            .add(args.published, None)
+            .map_err(at("publish the ports"))?;
         let lifecycle = Lifecycle::new(dir).map_err(at("watch the session"))?;
         control
             .serve(UnixListener::from(args.control))
@@ -197,6 +201,7 @@ fn setup(
         net: Mutex::new(Box::new(netlink)),
         config: Mutex::new(config),
         names,
+        publisher: crate::publish::Publisher::new().map_err(at("set up port publishing"))?,
     });
     Ok((control, warnings))
 }
