@@ -5,6 +5,7 @@
 use super::Check;
 use crate::commands::{live_or_start, Ctx};
 use crate::profile::ProfileRef;
+use crate::progress::Feedback;
 use crate::runtime::Runtime;
 use crate::sessions::{self, Prepared};
 use anyhow::{Context, Result};
@@ -45,7 +46,7 @@ fn connect(ctx: &Ctx, profile: &ProfileRef, mut prepared: Prepared) -> Result<Ch
         sessions::set_hold(locked.dir.as_fd(), true)?;
     }
     drop(locked);
-    let waited = wait_for_handshake(&runtime, name, timeout);
+    let waited = wait_for_handshake(&ctx.feedback, &runtime, name, timeout);
     let elapsed = ready.elapsed();
     if started {
         end(&runtime, name, &live)?;
@@ -75,9 +76,16 @@ fn connect(ctx: &Ctx, profile: &ProfileRef, mut prepared: Prepared) -> Result<Ch
     Ok(check)
 }
 
-/// Seconds since the latest handshake, once there is one.
-fn wait_for_handshake(runtime: &Runtime, name: &str, timeout: Duration) -> Result<u64> {
+/// Seconds since the latest handshake, once there is one. Shows the progress line
+/// (on a terminal) like `up --wait`.
+fn wait_for_handshake(
+    feedback: &Feedback,
+    runtime: &Runtime,
+    name: &str,
+    timeout: Duration,
+) -> Result<u64> {
     let deadline = Instant::now() + timeout;
+    let mut waiting = feedback.wait(format!("waiting for a handshake with {name}"), timeout);
     loop {
         let status = crate::status::query(runtime, name)?
             .with_context(|| format!("{name} went down while waiting for a handshake"))?;
@@ -87,11 +95,14 @@ fn wait_for_handshake(runtime: &Runtime, name: &str, timeout: Duration) -> Resul
             .filter_map(|p| p.latest_handshake_secs_ago)
             .min()
         {
+            waiting.finish();
             return Ok(ago);
         }
         if Instant::now() >= deadline {
+            waiting.finish();
             anyhow::bail!("no peer completed a handshake within {timeout:?}");
         }
+        waiting.tick();
         std::thread::sleep(POLL);
     }
 }

@@ -515,6 +515,9 @@ pub struct Packet {
 /// Every packet on every interface of the sandbox namespace (see the module docs).
 pub struct PacketCounter {
     seen: Arc<Mutex<Vec<Packet>>>,
+    /// When the thread last found the socket's queue empty: every packet the kernel
+    /// queued before then has been counted.
+    drained_at: Arc<Mutex<Instant>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -540,14 +543,18 @@ impl PacketCounter {
         )
         .unwrap();
         let seen: Arc<Mutex<Vec<Packet>>> = Arc::default();
+        let drained_at = Arc::new(Mutex::new(Instant::now()));
         let stop: Arc<AtomicBool> = Arc::default();
-        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let (seen2, drained2, stop2) = (seen.clone(), drained_at.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 65536];
             while !stop2.load(Ordering::SeqCst) {
                 let Ok((n, _)) =
-                    rustix::net::recv(&socket, &mut buf[..], rustix::net::RecvFlags::empty())
+                    rustix::net::recv(&socket, &mut buf[..], rustix::net::RecvFlags::DONTWAIT)
                 else {
+                    // Queue empty: note it, then wait for more (the receive timeout).
+                    *drained2.lock().unwrap() = Instant::now();
+                    let _ = rustix::net::recv(&socket, &mut [0u8; 0][..], rustix::net::RecvFlags::PEEK);
                     continue;
                 };
                 let packet = classify(&buf[..n], wg_port);
@@ -556,13 +563,30 @@ impl PacketCounter {
         });
         PacketCounter {
             seen,
+            drained_at,
             stop,
             thread: Some(thread),
         }
     }
 
+    /// Wait until every packet queued so far has been counted: the counting thread may
+    /// run late on a loaded machine, and an assertion must not read a half-drained
+    /// queue (it would miss leaks, or see nothing at all).
+    fn settle(&self) {
+        let asked = Instant::now();
+        let deadline = asked + Duration::from_secs(30);
+        while *self.drained_at.lock().unwrap() <= asked {
+            assert!(
+                Instant::now() < deadline,
+                "the packet counter did not drain its socket within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Every packet so far that is not part of the tunnel.
     pub fn leaks(&self) -> Vec<Packet> {
+        self.settle();
         self.seen
             .lock()
             .unwrap()
@@ -574,6 +598,7 @@ impl PacketCounter {
 
     /// Every packet seen after `t`.
     pub fn since(&self, t: Instant) -> Vec<Packet> {
+        self.settle();
         self.seen
             .lock()
             .unwrap()
@@ -585,6 +610,7 @@ impl PacketCounter {
 
     /// How many packets so far, of the tunnel and not.
     pub fn total(&self) -> usize {
+        self.settle();
         self.seen.lock().unwrap().len()
     }
 }
