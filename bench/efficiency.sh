@@ -24,7 +24,9 @@
 # boringtun-cli (.ci/setup builds it), openssl, python3. Every iperf3 run is bounded
 # (-t); everything started is killed by PID on exit, even on failure.
 # Environment: SECONDS_PER_RUN (default 10), PACE (default 400M), IDLE_SECONDS (20),
-# SESSIONS (50), CLIENTS (default "wgwrap wggo btun").
+# SESSIONS (50), CLIENTS (default "wgwrap wggo btun"), WG_WRAP_BIN (a wg-wrap binary to
+# measure instead of building this tree: A/B comparisons), PERF_OUT (a file prefix:
+# `perf record -g` of the wg-wrap supervisor during its paced runs, when perf exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -44,11 +46,14 @@ IDLE=${IDLE_SECONDS:-20}
 SESSIONS=${SESSIONS:-50}
 CLIENTS=${CLIENTS:-wgwrap wggo btun}
 
-cargo build --release --quiet
+if [ -z "${WG_WRAP_BIN:-}" ]; then
+  cargo build --release --quiet
+  WG_WRAP_BIN=target/release/wg-wrap
+fi
 tag=wge$$
 work=$(mktemp -d /tmp/wg-wrap-eff.XXXXXX)
 chmod 755 "$work"
-cp target/release/wg-wrap "$work/wg-wrap"
+cp "$WG_WRAP_BIN" "$work/wg-wrap"
 mkdir -p "$work/config" "$work/runtime" "$work/out"
 chown -R wgwrap-test:wgwrap-test "$work"
 chmod 700 "$work/config" "$work/runtime"
@@ -198,8 +203,15 @@ for run in "${RUNS[@]}"; do
   for c in $CLIENTS; do # the clients take turns run by run
     p=${PROC[$c]}
     t0=$(ticks "$p")
+    perf_pid=
+    if [ -n "${PERF_OUT:-}" ] && [ "$c" = wgwrap ] && [ "${name%% *}" = paced ]; then
+      perf record -g -o "$PERF_OUT-${name// /-}.data" -p "$p" -- sleep "$T" >/dev/null 2>&1 &
+      perf_pid=$!
+      pids+=("$perf_pid")
+    fi
     # shellcheck disable=SC2086
     client "$c" iperf3 -c 192.0.2.1 -t "$T" -J $flags >"$work/out/$c-${name// /-}.json" || true
+    [ -n "$perf_pid" ] && wait "$perf_pid" 2>/dev/null
     t1=$(ticks "$p")
     echo "$c|$name|$t0|$t1" >>"$work/out/cpu.txt"
   done

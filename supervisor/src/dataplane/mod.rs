@@ -28,10 +28,11 @@
 //!      (roaming);
 //!   5. write the superpackets to the TUN.
 //!
-//! Timers (thread `timers`): every 250 ms each peer's `update_timers` may emit a
-//! handshake retry, a keepalive or a rekey; the shared rate limiter is reset each
-//! second. The two data-plane threads also run a peer's timers whenever they take its
-//! session for a batch (see `handshake::tick` for why).
+//! Timers (thread `timers`): each peer's `update_timers` may emit a handshake retry,
+//! a keepalive or a rekey; the thread sleeps until the earliest moment one of them
+//! could be due (see [`timers`] for how that is known). The two data-plane threads
+//! also run a peer's timers whenever they take its session for a batch (see
+//! `Device::tick` for why) and record what they did, which moves the deadlines.
 //!
 //! The two directions only meet at a peer's mutex, held while one batch (a TUN frame
 //! on the way out, a received message on the way in) is encrypted or decrypted, and
@@ -57,7 +58,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread;
 use std::time::Duration;
 
-const TIMER_TICK: Duration = Duration::from_millis(250);
 /// Handshake initiations a second before the rate limiter answers with cookies.
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
 /// ICMP unreachable errors a second.
@@ -83,6 +83,8 @@ pub struct Device<T: TunIo, U: UdpIo> {
     set: RwLock<Arc<PeerSet>>,
     next_index: AtomicU32,
     handshake_limit: u64,
+    clock: timers::Clock,
+    timer_wake: timers::TimerWake,
 }
 
 impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
@@ -105,6 +107,8 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             set: RwLock::new(Arc::new(PeerSet::empty())),
             next_index: AtomicU32::new(0),
             handshake_limit,
+            clock: timers::Clock::new(),
+            timer_wake: timers::TimerWake::default(),
         };
         device.reconfigure(private_key, peers);
         device
@@ -126,8 +130,11 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             self.udp.is_ipv6(),
             self.handshake_limit,
             &self.next_index,
+            self.clock.now(),
         );
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        // New peers bring new deadlines (a keepalive, a handshake).
+        self.timer_wake.now();
         summary
     }
 
@@ -206,7 +213,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         // the peer's session locked while they are encrypted (one lock per frame, not
         // per segment; released before any send).
         let mut route: Option<(IpAddr, Option<(usize, SocketAddr)>)> = None;
-        let mut held: Option<(usize, MutexGuard<'_, Tunn>)> = None;
+        let mut held: Option<(usize, u64, MutexGuard<'_, Tunn>)> = None;
         let mut each = |packet: &[u8]| {
             let Some(dst) = Tunn::dst_address(packet) else {
                 return;
@@ -238,13 +245,14 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                     return; // larger than any datagram
                 }
             }
-            if held.as_ref().is_none_or(|(p, _)| *p != i) {
+            if held.as_ref().is_none_or(|(p, _, _)| *p != i) {
                 held = None;
                 let mut tunn = lock(&set.peer(i).tunn);
-                self.tick(set.peer(i), &mut tunn);
-                held = Some((i, tunn));
+                let now = self.tick(set.peer(i), &mut tunn);
+                self.activity(set.peer(i), now, false);
+                held = Some((i, now, tunn));
             }
-            let Some((_, tunn)) = held.as_mut() else {
+            let Some((_, now, tunn)) = held.as_mut() else {
                 return;
             };
             let space = &mut batch.space()[..need];
@@ -253,8 +261,12 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                 // Data, or a handshake initiation (the packet waits in boringtun's queue).
                 TunnResult::WriteToNetwork(d) => {
                     let len = d.len();
+                    if d[0] != MSG_DATA {
+                        self.emitted(set.peer(i), d, *now);
+                    } else {
+                        set.peer(i).sent(len);
+                    }
                     batch.commit(len, to);
-                    set.peer(i).sent(len);
                 }
                 // Queued behind a handshake already under way.
                 TunnResult::Done => {}
@@ -324,7 +336,8 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                     continue;
                 };
                 let mut tunn = lock(&set.peer(i).tunn);
-                self.tick(set.peer(i), &mut tunn);
+                let now = self.tick(set.peer(i), &mut tunn);
+                self.activity(set.peer(i), now, true);
                 held = Some((idx, i, tunn));
             }
             let Some((_, i, tunn)) = held.as_mut() else {
@@ -529,6 +542,7 @@ mod handshake;
 pub mod icmp;
 pub mod offload;
 mod peers;
+mod timers;
 pub mod udp;
 use peers::PeerSet;
 pub use peers::{PeerConfig, PeerStats, ReloadSummary};
