@@ -51,6 +51,8 @@ use crate::dataplane::udp::{RecvBatch, SendBatch, UdpIo, MAX_DATAGRAM};
 use crate::namespace::tun_device::TunIo;
 use boringtun::noise::{Tunn, TunnResult};
 use offload::{HEADROOM, MAX_FRAME};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU32;
@@ -142,22 +144,19 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         self.current().stats()
     }
 
-    /// Start the three data-plane threads. They run until the process exits; if the
-    /// TUN device fails, the process exits (the session then fails closed).
+    /// Start the data-plane thread and the timer thread. They run until the process
+    /// exits; if the TUN device fails, the process exits (the session then fails
+    /// closed).
     pub fn start(self: &Arc<Self>) -> io::Result<()> {
         self.initiate_handshakes();
         let d = self.clone();
         thread::Builder::new()
-            .name("tun->udp".into())
+            .name("dataplane".into())
             .spawn(move || {
-                let e = d.outbound_loop();
+                let e = d.run();
                 eprintln!("wg-wrap supervisor: reading the TUN failed: {e}");
                 std::process::exit(1);
             })?;
-        let d = self.clone();
-        thread::Builder::new()
-            .name("udp->tun".into())
-            .spawn(move || d.inbound_loop())?;
         let d = self.clone();
         thread::Builder::new()
             .name("timers".into())
@@ -165,7 +164,13 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         Ok(())
     }
 
-    fn outbound_loop(&self) -> io::Error {
+    /// Both directions in one thread: wait for the TUN device or the host socket,
+    /// then take turns at a batch each way until both are empty. A packet that one
+    /// direction causes at once — the TCP ACK the kernel generates while a download's
+    /// segment is written to the TUN, say — is picked up in the same wake-up, and
+    /// while the thread works the kernel has nobody to wake. Returns only when the
+    /// TUN device fails.
+    fn run(&self) -> io::Error {
         let mut out = Outbound {
             frame: vec![0u8; MAX_FRAME].into_boxed_slice(),
             scratch: vec![0u8; MAX_FRAME].into_boxed_slice(),
@@ -174,29 +179,63 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             icmp_limit: icmp::RateLimit::new(ICMP_RATE_LIMIT),
             offload: self.tun.offload(),
         };
+        let mut inb = Inbound {
+            batch: RecvBatch::new(RECV_BATCH_MESSAGES),
+            scratch: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            stage: Stage::new(),
+            writer: offload::Writer::new(self.tun.offload()),
+        };
         loop {
-            let mut n = match self.tun.recv(&mut out.frame) {
-                Ok(n) => n,
-                Err(e) if is_transient(&e) => continue,
-                Err(e) => return e,
-            };
-            let set = self.current();
-            let mut frames = 0;
             loop {
-                self.encrypt_frame(&set, &mut out, n);
-                frames += 1;
-                if frames == MAX_FRAMES_PER_BATCH || out.batch.room() < MAX_FRAME {
-                    break;
-                }
-                n = match self.tun.try_recv(&mut out.frame) {
-                    Ok(n) => n,
-                    Err(e) if is_transient(&e) => break,
+                let received = self.inbound_batch(&mut inb);
+                let sent = match self.outbound_batch(&mut out) {
+                    Ok(sent) => sent,
                     Err(e) => return e,
                 };
+                if !received && !sent {
+                    break;
+                }
             }
-            // Lost datagrams are like lost packets: TCP and the timers recover.
-            let _ = self.udp.send_batch(&mut out.batch);
+            let (tun, udp) = (self.tun.readable(), self.udp.readable());
+            let mut fds = [
+                PollFd::new(&tun, PollFlags::IN),
+                PollFd::new(&udp, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return e.into(),
+            }
         }
+    }
+
+    /// The outbound flow for the frames queued on the TUN device now, up to one send
+    /// batch; false if there were none.
+    fn outbound_batch(&self, out: &mut Outbound) -> io::Result<bool> {
+        let mut n = match self.tun.try_recv(&mut out.frame) {
+            Ok(n) => n,
+            Err(e) if is_transient(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let set = self.current();
+        let mut frames = 0;
+        loop {
+            self.encrypt_frame(&set, out, n);
+            frames += 1;
+            if frames == MAX_FRAMES_PER_BATCH || out.batch.room() < MAX_FRAME {
+                break;
+            }
+            n = match self.tun.try_recv(&mut out.frame) {
+                Ok(n) => n,
+                Err(e) if is_transient(&e) => break,
+                Err(e) => {
+                    let _ = self.udp.send_batch(&mut out.batch);
+                    return Err(e);
+                }
+            };
+        }
+        // Lost datagrams are like lost packets: TCP and the timers recover.
+        let _ = self.udp.send_batch(&mut out.batch);
+        Ok(true)
     }
 
     /// Steps 2-4 of the outbound flow for one frame of `n` bytes.
@@ -279,27 +318,31 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         let _ = offload::split(&mut frame[..n], *offload, scratch, &mut each);
     }
 
-    fn inbound_loop(&self) {
-        let mut batch = RecvBatch::new(RECV_BATCH_MESSAGES);
-        let mut scratch = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
-        let mut stage = Stage::new();
-        let mut writer = offload::Writer::new(self.tun.offload());
-        loop {
-            if let Err(e) = self.udp.recv_batch(&mut batch) {
-                if !is_transient(&e) {
-                    // Errors queued by ICMP for an earlier send (unreachable, refused)
-                    // are not fatal; pause so a broken socket cannot spin this loop.
-                    thread::sleep(Duration::from_millis(1));
-                }
-                continue;
+    /// The inbound flow for one batch of what the host socket holds now; false if
+    /// it held nothing.
+    fn inbound_batch(&self, inb: &mut Inbound) -> bool {
+        let Inbound {
+            batch,
+            scratch,
+            stage,
+            writer,
+        } = inb;
+        if let Err(e) = self.udp.try_recv_batch(batch) {
+            if is_transient(&e) {
+                return e.kind() == io::ErrorKind::Interrupted;
             }
-            let set = self.current();
-            for (from, datagrams) in batch.messages() {
-                self.receive_message(&set, from, datagrams, &mut scratch, &mut stage, &mut writer);
-            }
-            // Packets the TUN refused are lost, like any dropped packet.
-            let _ = writer.flush(&self.tun);
+            // Errors queued by ICMP for an earlier send (unreachable, refused) are not
+            // fatal; pause so a broken socket cannot spin this loop.
+            thread::sleep(Duration::from_millis(1));
+            return true;
         }
+        let set = self.current();
+        for (from, datagrams) in batch.messages() {
+            self.receive_message(&set, from, datagrams, scratch, stage, writer);
+        }
+        // Packets the TUN refused are lost, like any dropped packet.
+        let _ = writer.flush(&self.tun);
+        true
     }
 
     /// Steps 2 to 5 of the inbound flow for one received message: one datagram, or
@@ -439,7 +482,15 @@ impl Stage {
     }
 }
 
-/// The outbound thread's buffers.
+/// The inbound direction's buffers.
+struct Inbound {
+    batch: RecvBatch,
+    scratch: Box<[u8]>,
+    stage: Stage,
+    writer: offload::Writer,
+}
+
+/// The outbound direction's buffers.
 struct Outbound {
     frame: Box<[u8]>,
     scratch: Box<[u8]>,
