@@ -202,7 +202,7 @@ for run in "${RUNS[@]}"; do
   name=${run%%:*} flags=${run#*:}
   for c in $CLIENTS; do # the clients take turns run by run
     p=${PROC[$c]}
-    t0=$(ticks "$p")
+    t0=$(ticks "$p") w0=$(ctxsw "$p")
     perf_pid=
     if [ -n "${PERF_OUT:-}" ] && [ "$c" = wgwrap ] && [ "${name%% *}" = paced ]; then
       perf record -g -o "$PERF_OUT-${name// /-}.data" -p "$p" -- sleep "$T" >/dev/null 2>&1 &
@@ -212,8 +212,8 @@ for run in "${RUNS[@]}"; do
     # shellcheck disable=SC2086
     client "$c" iperf3 -c 192.0.2.1 -t "$T" -J $flags >"$work/out/$c-${name// /-}.json" || true
     [ -n "$perf_pid" ] && wait "$perf_pid" 2>/dev/null
-    t1=$(ticks "$p")
-    echo "$c|$name|$t0|$t1" >>"$work/out/cpu.txt"
+    t1=$(ticks "$p") w1=$(ctxsw "$p")
+    echo "$c|$name|$t0|$t1|$((w1 - w0))" >>"$work/out/cpu.txt"
   done
 done
 for c in $CLIENTS; do echo "$c|rss|$(awk '/VmHWM/ {print $2}' "/proc/${PROC[$c]}/status")" >>"$work/out/cpu.txt"; done
@@ -260,13 +260,14 @@ GiB = 1 << 30
 label = {"wgwrap": "wg-wrap", "wggo": "wireguard-go", "btun": "boringtun-cli"}
 cipher = float(open(f"{out}/cipher.txt").read() or 0)
 floor = GiB / cipher if cipher else None
-cpu, rss = {}, {}
+cpu, rss, wakes = {}, {}, {}
 for line in open(f"{out}/cpu.txt"):
     f = line.strip().split("|")
     if f[1] == "rss":
         rss[f[0]] = int(f[2]) / 1024
     else:
         cpu[(f[0], f[1])] = (float(f[3]) - float(f[2])) / tck
+        wakes[(f[0], f[1])] = int(f[4])
 def moved(c, run):
     try:
         e = json.load(open(f"{out}/{c}-{run.replace(' ', '-')}.json"))["end"]
@@ -287,6 +288,12 @@ for c in clients:
         else:
             cells.append("n/a")
     print(f"| {label[c]} | " + " | ".join(cells) + f" | {rss.get(c, 0):.1f} |")
+for c in clients:
+    cells = []
+    for r in runs:
+        b, _ = moved(c, r)
+        cells.append(f"{wakes[(c, r)] / (b / (1 << 20)):.1f}" if b else "n/a")
+    print(f"| {label[c]}: context switches per MiB | " + " | ".join(cells) + " | |")
 if floor:
     print(f"| ChaCha20-Poly1305 alone (openssl, 1420 B) | " + " | ".join(f"{floor:.2f}" for _ in runs) + " | |")
 print()
