@@ -185,6 +185,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             icmp: vec![0u8; HEADROOM + icmp::MAX_LEN].into_boxed_slice(),
             icmp_limit: icmp::RateLimit::new(ICMP_RATE_LIMIT),
             offload: self.tun.offload(),
+            route: None,
         };
         let mut inb = Inbound {
             batch: RecvBatch::new(RECV_BATCH_MESSAGES),
@@ -233,6 +234,8 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             Err(e) => return Err(e),
         };
         let set = self.current();
+        // Routes and endpoints may change between batches (a reload, roaming).
+        out.route = None;
         let mut frames = 0;
         loop {
             self.encrypt_frame(&set, out, n);
@@ -263,24 +266,25 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             icmp,
             icmp_limit,
             offload,
+            route,
         } = out;
-        // All segments of a superpacket share a destination: route it once, and keep
-        // the peer's session locked while they are encrypted (one lock per frame, not
-        // per segment; released before any send).
-        let mut route: Option<(IpAddr, Option<(usize, SocketAddr)>)> = None;
+        // All segments of a superpacket, and usually the frames of a batch, share a
+        // destination: route it once per batch (`route`), and keep the peer's session
+        // locked while a frame's segments are encrypted (one lock per frame, not per
+        // segment; released before any send).
         let mut held: Option<(usize, u64, MutexGuard<'_, Tunn>)> = None;
         let mut each = |packet: &[u8]| {
             let Some(dst) = Tunn::dst_address(packet) else {
                 return;
             };
-            let target = match route {
+            let target = match *route {
                 Some((cached, target)) if cached == dst => target,
                 _ => {
                     let target = set.routes.lookup(dst).and_then(|i| {
                         let endpoint = *lock(&set.peer(i).endpoint);
                         endpoint.map(|e| (i, e))
                     });
-                    route = Some((dst, target));
+                    *route = Some((dst, target));
                     target
                 }
             };
@@ -543,6 +547,8 @@ struct Outbound {
     icmp: Box<[u8]>,
     icmp_limit: icmp::RateLimit,
     offload: bool,
+    /// The last destination of this batch and its peer and endpoint, if it has one.
+    route: Option<(IpAddr, Option<(usize, SocketAddr)>)>,
 }
 
 /// Which peers authenticated data from a message's source, so their endpoints follow
