@@ -21,7 +21,8 @@
 #
 # Environment: SECONDS_PER_RUN (default 10), REPEAT (default 1: the whole measurement
 # is repeated and every repetition printed), KEEP_JSON=dir to keep iperf3's output,
-# PERF_OUT=file to record a system-wide `perf record -g` of pair 1's first upload.
+# PERF_OUT=file to record a system-wide `perf record -g` of pair 1's first upload,
+# WG_WRAP_BIN to measure that wg-wrap binary instead of building this tree (A/B).
 # Needs iperf3, wireguard-go, wg (wireguard-tools), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,11 +37,14 @@ id -u wgwrap-test >/dev/null 2>&1 || { echo "missing user wgwrap-test (run .ci/s
 T=${SECONDS_PER_RUN:-10}
 REPEAT=${REPEAT:-1}
 
-cargo build --release --quiet
+if [ -z "${WG_WRAP_BIN:-}" ]; then
+  cargo build --release --quiet
+  WG_WRAP_BIN=target/release/wg-wrap
+fi
 tag=wgb$$
 work=$(mktemp -d /tmp/wg-wrap-bench.XXXXXX)
 chmod 755 "$work"
-cp target/release/wg-wrap "$work/wg-wrap"
+cp "$WG_WRAP_BIN" "$work/wg-wrap"
 mkdir -p "$work/config" "$work/runtime" "$work/json"
 chown -R wgwrap-test:wgwrap-test "$work"
 chmod 700 "$work/config" "$work/runtime"

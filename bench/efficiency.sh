@@ -24,7 +24,9 @@
 # boringtun-cli (.ci/setup builds it), openssl, python3. Every iperf3 run is bounded
 # (-t); everything started is killed by PID on exit, even on failure.
 # Environment: SECONDS_PER_RUN (default 10), PACE (default 400M), IDLE_SECONDS (20),
-# SESSIONS (50), CLIENTS (default "wgwrap wggo btun").
+# SESSIONS (50), CLIENTS (default "wgwrap wggo btun"), WG_WRAP_BIN (a wg-wrap binary to
+# measure instead of building this tree: A/B comparisons), PERF_OUT (a file prefix:
+# `perf record -g` of the wg-wrap supervisor during its paced runs, when perf exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -44,11 +46,14 @@ IDLE=${IDLE_SECONDS:-20}
 SESSIONS=${SESSIONS:-50}
 CLIENTS=${CLIENTS:-wgwrap wggo btun}
 
-cargo build --release --quiet
+if [ -z "${WG_WRAP_BIN:-}" ]; then
+  cargo build --release --quiet
+  WG_WRAP_BIN=target/release/wg-wrap
+fi
 tag=wge$$
 work=$(mktemp -d /tmp/wg-wrap-eff.XXXXXX)
 chmod 755 "$work"
-cp target/release/wg-wrap "$work/wg-wrap"
+cp "$WG_WRAP_BIN" "$work/wg-wrap"
 mkdir -p "$work/config" "$work/runtime" "$work/out"
 chown -R wgwrap-test:wgwrap-test "$work"
 chmod 700 "$work/config" "$work/runtime"
@@ -197,11 +202,18 @@ for run in "${RUNS[@]}"; do
   name=${run%%:*} flags=${run#*:}
   for c in $CLIENTS; do # the clients take turns run by run
     p=${PROC[$c]}
-    t0=$(ticks "$p")
+    t0=$(ticks "$p") w0=$(ctxsw "$p")
+    perf_pid=
+    if [ -n "${PERF_OUT:-}" ] && [ "$c" = wgwrap ] && [ "${name%% *}" = paced ]; then
+      perf record -g -o "$PERF_OUT-${name// /-}.data" -p "$p" -- sleep "$T" >/dev/null 2>&1 &
+      perf_pid=$!
+      pids+=("$perf_pid")
+    fi
     # shellcheck disable=SC2086
     client "$c" iperf3 -c 192.0.2.1 -t "$T" -J $flags >"$work/out/$c-${name// /-}.json" || true
-    t1=$(ticks "$p")
-    echo "$c|$name|$t0|$t1" >>"$work/out/cpu.txt"
+    [ -n "$perf_pid" ] && wait "$perf_pid" 2>/dev/null
+    t1=$(ticks "$p") w1=$(ctxsw "$p")
+    echo "$c|$name|$t0|$t1|$((w1 - w0))" >>"$work/out/cpu.txt"
   done
 done
 for c in $CLIENTS; do echo "$c|rss|$(awk '/VmHWM/ {print $2}' "/proc/${PROC[$c]}/status")" >>"$work/out/cpu.txt"; done
@@ -248,13 +260,14 @@ GiB = 1 << 30
 label = {"wgwrap": "wg-wrap", "wggo": "wireguard-go", "btun": "boringtun-cli"}
 cipher = float(open(f"{out}/cipher.txt").read() or 0)
 floor = GiB / cipher if cipher else None
-cpu, rss = {}, {}
+cpu, rss, wakes = {}, {}, {}
 for line in open(f"{out}/cpu.txt"):
     f = line.strip().split("|")
     if f[1] == "rss":
         rss[f[0]] = int(f[2]) / 1024
     else:
         cpu[(f[0], f[1])] = (float(f[3]) - float(f[2])) / tck
+        wakes[(f[0], f[1])] = int(f[4])
 def moved(c, run):
     try:
         e = json.load(open(f"{out}/{c}-{run.replace(' ', '-')}.json"))["end"]
@@ -275,6 +288,12 @@ for c in clients:
         else:
             cells.append("n/a")
     print(f"| {label[c]} | " + " | ".join(cells) + f" | {rss.get(c, 0):.1f} |")
+for c in clients:
+    cells = []
+    for r in runs:
+        b, _ = moved(c, r)
+        cells.append(f"{wakes[(c, r)] / (b / (1 << 20)):.1f}" if b else "n/a")
+    print(f"| {label[c]}: context switches per MiB | " + " | ".join(cells) + " | |")
 if floor:
     print(f"| ChaCha20-Poly1305 alone (openssl, 1420 B) | " + " | ".join(f"{floor:.2f}" for _ in runs) + " | |")
 print()

@@ -10,10 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
-  cargo build --release --quiet
+  # WG_WRAP_BIN: measure that binary instead of building this tree (A/B runs).
+  if [ -z "${WG_WRAP_BIN:-}" ]; then
+    cargo build --release --quiet
+    WG_WRAP_BIN=target/release/wg-wrap
+  fi
   work=$(mktemp -d /tmp/wg-wrap-bench.XXXXXX)
   chmod 755 "$work"
-  cp target/release/wg-wrap "$work/wg-wrap"
+  cp "$WG_WRAP_BIN" "$work/wg-wrap"
   cp "$0" "$work/join.sh"
   chown -R wgwrap-test "$work"
   # A throw-away network namespace, so even the loopback traffic stays private.

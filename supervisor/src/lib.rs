@@ -25,7 +25,7 @@
 //!    (`namespace/isolation.rs`, `namespace/resolv_conf.rs`); any failure there fails
 //!    the start;
 //! 5. drops CAP_SYS_ADMIN;
-//! 6. starts the data plane threads (`dataplane/`: the loops, peers and handshakes,
+//! 6. starts the data plane threads (`dataplane/`: the loop, timers, peers and handshakes,
 //!    AllowedIPs, ICMP errors, TUN offloads, checksums, batched UDP) and hostname
 //!    re-resolution over the second host socket (`reresolve/`: the policy thread and
 //!    its DNS client);

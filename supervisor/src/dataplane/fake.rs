@@ -7,23 +7,47 @@
 use crate::dataplane::udp::{RecvBatch, SendBatch, UdpIo, MAX_DATAGRAM};
 use crate::namespace::tun_device::TunIo;
 use std::collections::{HashMap, VecDeque};
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// A blocking FIFO.
+/// A blocking FIFO, whose consumer may also poll a descriptor for new items (like
+/// the data plane polls the TUN device and the host socket).
 struct Queue<X> {
     items: Mutex<VecDeque<X>>,
     ready: Condvar,
+    /// A byte is written to `signal` after items are queued; `readable` polls
+    /// readable until the consumer drains it (before taking the items).
+    signal: UnixStream,
+    readable: UnixStream,
 }
 
 impl<X> Queue<X> {
     fn new() -> Queue<X> {
+        let (signal, readable) = UnixStream::pair().unwrap();
+        signal.set_nonblocking(true).unwrap();
+        readable.set_nonblocking(true).unwrap();
         Queue {
             items: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
+            signal,
+            readable,
         }
+    }
+
+    /// Take every item queued now, or fail with `WouldBlock`, after draining the
+    /// signal (so an item queued meanwhile leaves it readable).
+    fn try_take<R>(&self, take: impl FnOnce(&mut VecDeque<X>) -> R) -> io::Result<R> {
+        let mut sink = [0u8; 64];
+        while matches!((&self.readable).read(&mut sink), Ok(n) if n > 0) {}
+        let mut items = self.items.lock().unwrap();
+        if items.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(take(&mut items))
     }
 
     fn push(&self, x: X) {
@@ -34,6 +58,8 @@ impl<X> Queue<X> {
     fn push_all(&self, xs: impl IntoIterator<Item = X>) {
         self.items.lock().unwrap().extend(xs);
         self.ready.notify_all();
+        // A full signal buffer is readable already.
+        let _ = (&self.signal).write(&[1]);
     }
 
     /// Wait (forever if `timeout` is None) for the first item, then let `take` pull
@@ -98,24 +124,13 @@ impl TunIo for FakeTun {
     fn offload(&self) -> bool {
         self.0.offload
     }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let frame = self
-            .0
-            .to_device
-            .wait(None, |q| q.pop_front().unwrap())
-            .unwrap();
-        buf[..frame.len()].copy_from_slice(&frame);
-        Ok(frame.len())
+    fn readable(&self) -> BorrowedFd<'_> {
+        self.0.to_device.readable.as_fd()
     }
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let frame = self.0.to_device.items.lock().unwrap().pop_front();
-        match frame {
-            Some(frame) => {
-                buf[..frame.len()].copy_from_slice(&frame);
-                Ok(frame.len())
-            }
-            None => Err(io::ErrorKind::WouldBlock.into()),
-        }
+        let frame = self.0.to_device.try_take(|q| q.pop_front().unwrap())?;
+        buf[..frame.len()].copy_from_slice(&frame);
+        Ok(frame.len())
     }
     fn send(&self, frame: &[u8]) -> io::Result<()> {
         self.0.from_device.push(frame.to_vec());
@@ -247,12 +262,16 @@ impl UdpIo for FakeUdp {
         self.addr().port()
     }
 
+    fn readable(&self) -> BorrowedFd<'_> {
+        self.queue.readable.as_fd()
+    }
+
     /// Like the kernel with UDP GRO: consecutive datagrams of one sender and one
     /// size (the last may be shorter) come as one message.
-    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
+    fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
         batch.clear();
         let ipv6 = self.ipv6;
-        self.queue.wait(None, |q| {
+        self.queue.try_take(|q| {
             let mut message = Vec::new();
             while !batch.is_full() {
                 let Some((from, d)) = q.pop_front() else {
@@ -276,8 +295,7 @@ impl UdpIo for FakeUdp {
                 }
                 batch.push(from, &message, segment);
             }
-        });
-        Ok(())
+        })
     }
 
     fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()> {

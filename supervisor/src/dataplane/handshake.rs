@@ -1,16 +1,15 @@
 //! The control side of the data plane: handshakes (demultiplexed, rate-limited,
-//! answered, and the queue flushed after them), WireGuard's timers, and endpoint
-//! changes from outside (re-resolution).
+//! answered, and the queue flushed after them), and endpoint changes from outside
+//! (re-resolution). WireGuard's timers are in `timers`.
 
-use super::peers::{Peer, PeerSet};
+use super::peers::PeerSet;
 use super::udp::UdpIo;
-use super::{lock, socket_form, Device, MIN_OUT, MSG_COOKIE_REPLY, TIMER_TICK};
+use super::{lock, socket_form, Device, MIN_OUT, MSG_COOKIE_REPLY};
 use crate::namespace::tun_device::TunIo;
 use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::noise::{Packet, TunnResult};
 use std::net::SocketAddr;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
     /// How long ago the peer with `public_key` last completed a handshake (`Some(None)`:
@@ -35,10 +34,11 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         let moved = lock(&peer.endpoint).replace(to) != Some(to);
         if moved {
             let mut out = [0u8; MIN_OUT];
-            if let TunnResult::WriteToNetwork(d) =
-                lock(&peer.tunn).format_handshake_initiation(&mut out, true)
+            let mut tunn = lock(&peer.tunn);
+            let now = self.tick(peer, &mut tunn);
+            if let TunnResult::WriteToNetwork(d) = tunn.format_handshake_initiation(&mut out, true)
             {
-                peer.sent(d.len());
+                self.emitted(peer, d, now);
                 let _ = self.udp.send_to(d, to);
             }
         }
@@ -57,10 +57,11 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             if tunn.time_since_last_handshake().is_some() {
                 continue; // a kept peer with a live session
             }
+            let now = self.tick(peer, &mut tunn);
             if let TunnResult::WriteToNetwork(d) = tunn.format_handshake_initiation(&mut out, false)
             {
                 // A lost initiation is retried by the timers.
-                peer.sent(d.len());
+                self.emitted(peer, d, now);
                 let _ = self.udp.send_to(d, to);
             }
         }
@@ -88,6 +89,9 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         from: SocketAddr,
         out: &mut [u8],
     ) {
+        // Handshakes allowed a second: the limiter itself only resets once a second
+        // has passed, so asking at every message is enough.
+        set.limiter.reset_count();
         let i = match set.limiter.verify_packet(Some(from.ip()), datagram, out) {
             Ok(packet) => Self::demux_handshake(set, &packet),
             // Under load: the sender must prove its address first.
@@ -100,11 +104,14 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         let Some(i) = i else { return };
         let peer = set.peer(i);
         let mut tunn = lock(&peer.tunn);
+        // Stamp what this message does with the current time, not the last tick's.
+        let now = self.tick(peer, &mut tunn);
         let mut res = tunn.decapsulate(Some(from.ip()), datagram, out);
         if matches!(res, TunnResult::Err(_)) {
             return;
         }
         peer.received(datagram.len());
+        self.activity(peer, now, true);
         if datagram.first() != Some(&MSG_COOKIE_REPLY) {
             // An authenticated handshake: follow the peer to wherever it now is.
             *lock(&peer.endpoint) = Some(from);
@@ -113,7 +120,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         loop {
             match res {
                 TunnResult::WriteToNetwork(d) => {
-                    peer.sent(d.len());
+                    self.emitted(peer, d, now);
                     let _ = self.udp.send_to(d, from);
                 }
                 TunnResult::Done | TunnResult::Err(_) => return,
@@ -121,47 +128,6 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                 TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => return,
             }
             res = tunn.decapsulate(None, &[], out);
-        }
-    }
-
-    /// Run the session's timers: a handshake retry, rekey or keepalive they want goes
-    /// out at once.
-    ///
-    /// Besides the timer thread's regular calls, each data-plane thread calls this
-    /// when it takes a session's lock for a batch: boringtun stamps every event with
-    /// the time of the latest `update_timers` call, so with only the 250 ms ticks a
-    /// packet sent after the last one received could carry the same stamp, and "sent
-    /// but heard nothing back for 15 s, so handshake again" would never fire — which
-    /// is how a client whose address changed mid-download gets its peer to follow.
-    pub(super) fn tick(&self, peer: &Peer, tunn: &mut Tunn) {
-        let mut out = [0u8; MIN_OUT];
-        match tunn.update_timers(&mut out) {
-            TunnResult::WriteToNetwork(d) => {
-                if let Some(to) = *lock(&peer.endpoint) {
-                    peer.sent(d.len());
-                    let _ = self.udp.send_to(d, to);
-                }
-            }
-            TunnResult::Done => {}
-            // ConnectionExpired and friends: boringtun has reset itself.
-            TunnResult::Err(_) => {}
-            // Timers never decrypt anything.
-            TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
-        }
-    }
-
-    pub(super) fn timer_loop(&self) {
-        let mut last_reset = Instant::now();
-        loop {
-            thread::sleep(TIMER_TICK);
-            let set = self.current();
-            for (peer, _) in &set.peers {
-                self.tick(peer, &mut lock(&peer.tunn));
-            }
-            if last_reset.elapsed() >= Duration::from_secs(1) {
-                set.limiter.reset_count();
-                last_reset = Instant::now();
-            }
         }
     }
 }

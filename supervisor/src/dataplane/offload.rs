@@ -500,8 +500,11 @@ mod tests {
         fn offload(&self) -> bool {
             self.offload
         }
-        fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::Unsupported.into())
+        fn readable(&self) -> std::os::fd::BorrowedFd<'_> {
+            // Only written to: never polled.
+            static NEVER: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+            let never = NEVER.get_or_init(|| std::fs::File::open("/dev/null").unwrap());
+            std::os::fd::AsFd::as_fd(never)
         }
         fn try_recv(&self, _: &mut [u8]) -> io::Result<usize> {
             Err(io::ErrorKind::WouldBlock.into())

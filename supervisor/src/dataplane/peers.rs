@@ -1,5 +1,6 @@
 //! The peers as the data plane holds them, and what a reload does to them.
 
+use super::timers::PeerTimes;
 use super::{canonical, lock, socket_form};
 use crate::dataplane::allowed_ips::AllowedIps;
 use boringtun::noise::rate_limiter::RateLimiter;
@@ -36,6 +37,8 @@ pub(super) struct Peer {
     /// counters are plaintext bytes).
     pub(super) wire_tx: AtomicU64,
     pub(super) wire_rx: AtomicU64,
+    /// What its timers count from (see `timers`).
+    pub(super) times: PeerTimes,
 }
 
 impl Peer {
@@ -117,6 +120,7 @@ impl PeerSet {
         ipv6_socket: bool,
         handshake_limit: u64,
         next_index: &AtomicU32,
+        now: u64,
     ) -> (PeerSet, ReloadSummary) {
         let mut summary = ReloadSummary::default();
         let old = self;
@@ -161,7 +165,7 @@ impl PeerSet {
                     } else {
                         summary.added += 1;
                     }
-                    new_peer(&private, &p, v6, &unlimited, next_index)
+                    new_peer(&private, &p, v6, &unlimited, next_index, now)
                 }
             };
             for net in &p.allowed_ips {
@@ -216,6 +220,7 @@ fn new_peer(
     v6: bool,
     unlimited: &Arc<RateLimiter>,
     next_index: &AtomicU32,
+    now: u64,
 ) -> Arc<Peer> {
     // Indices stay below 2^24: boringtun shifts them left by 8 bits.
     let index = next_index.fetch_add(1, Ordering::Relaxed) % (1 << 24);
@@ -235,5 +240,6 @@ fn new_peer(
         endpoint: Mutex::new(p.endpoint.map(|e| socket_form(e, v6))),
         wire_tx: AtomicU64::new(0),
         wire_rx: AtomicU64::new(0),
+        times: PeerTimes::new(now),
     })
 }

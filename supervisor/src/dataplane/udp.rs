@@ -21,7 +21,7 @@
 use crate::sys::mmsg::{self, Outgoing as Entry, Received, MMSG_MAX, UDP_GRO, UDP_SEGMENT};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The largest UDP payload, and so the size of one receive slot (a GRO message is
@@ -204,8 +204,10 @@ pub trait UdpIo: Send + Sync {
     fn is_ipv6(&self) -> bool;
     /// The local port peers reach us on.
     fn local_port(&self) -> u16;
-    /// Block until a datagram arrives, then fill `batch` with what is queued.
-    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()>;
+    /// A descriptor that polls readable while a datagram may be queued.
+    fn readable(&self) -> BorrowedFd<'_>;
+    /// Fill `batch` with what is queued; `WouldBlock` if nothing is.
+    fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()>;
     /// Send every datagram of `batch` and clear it; lost datagrams are not errors.
     fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()>;
     /// Send one datagram.
@@ -219,8 +221,11 @@ impl UdpIo for HostSocket {
     fn local_port(&self) -> u16 {
         HostSocket::port(self)
     }
-    fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
-        HostSocket::recv_batch(self, batch)
+    fn readable(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+    fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
+        HostSocket::receive(self, batch, false)
     }
     fn send_batch(&self, batch: &mut SendBatch) -> io::Result<()> {
         HostSocket::send_batch(self, batch)
@@ -269,7 +274,14 @@ impl HostSocket {
 
     /// Block until at least one datagram is queued, then take as many messages as
     /// `batch` holds without waiting again.
+    #[cfg(test)]
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<()> {
+        self.receive(batch, true)
+    }
+
+    /// Take as many messages as `batch` holds; with `wait`, first block until one is
+    /// queued, else fail with `WouldBlock` when none is.
+    fn receive(&self, batch: &mut RecvBatch, wait: bool) -> io::Result<()> {
         batch.clear();
         let mut received = [Received::default(); MMSG_MAX];
         let got = mmsg::recvmmsg(
@@ -277,6 +289,7 @@ impl HostSocket {
             &mut batch.buf[..batch.slots * MAX_DATAGRAM],
             MAX_DATAGRAM,
             &mut received[..batch.slots.min(MMSG_MAX)],
+            wait,
         )?;
         for (i, message) in received[..got].iter().enumerate() {
             let Received {

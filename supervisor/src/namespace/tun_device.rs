@@ -2,6 +2,7 @@
 //! and writes it through ([`TunIo`], faked in the data plane's tests).
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 
 pub const DEFAULT_MTU: u16 = 1420;
 /// The tunnel device's name inside the private namespace.
@@ -14,38 +15,23 @@ pub trait TunIo: Send + Sync {
     fn offload(&self) -> bool {
         false
     }
-    /// Block until a frame is available, then read it; returns its length.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// A descriptor that polls readable while a frame may be queued (the data plane
+    /// waits for it and the host socket in one `poll`).
+    fn readable(&self) -> BorrowedFd<'_>;
     /// Read a frame if one is queued, else fail with `WouldBlock`.
-    fn try_recv(&self, _buf: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Write one frame.
     fn send(&self, frame: &[u8]) -> io::Result<()>;
 }
 
-// The device is non-blocking (see `create_tun`): `recv` waits with poll(2), `try_recv`
-// lets the outbound thread drain what is queued before it sends a batch.
+// The device is non-blocking (see `create_tun`): the data plane polls it together
+// with the host socket and reads until it is empty.
 impl TunIo for tun_rs::SyncDevice {
     fn offload(&self) -> bool {
         self.tcp_gso()
     }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match tun_rs::SyncDevice::recv(self, buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut fds = [rustix::event::PollFd::new(
-                        self,
-                        rustix::event::PollFlags::IN,
-                    )];
-                    match rustix::event::poll(&mut fds, None) {
-                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                other => return other,
-            }
-        }
+    fn readable(&self) -> BorrowedFd<'_> {
+        self.as_fd()
     }
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         tun_rs::SyncDevice::recv(self, buf)

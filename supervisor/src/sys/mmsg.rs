@@ -51,8 +51,9 @@ impl Default for Outgoing {
     }
 }
 
-/// Block until at least one datagram is queued on `fd`, then take as many messages as
-/// fit without waiting again: message `i` into `buf[i * slot..(i + 1) * slot]`, its
+/// With `wait`, block until at least one datagram is queued on `fd` (without it, fail
+/// with `WouldBlock` when none is), then take as many messages as fit without waiting
+/// again: message `i` into `buf[i * slot..(i + 1) * slot]`, its
 /// facts into `out[i]`. At most [`MMSG_MAX`] messages; `EINTR` is retried. Returns
 /// how many messages arrived.
 pub(crate) fn recvmmsg(
@@ -60,7 +61,13 @@ pub(crate) fn recvmmsg(
     buf: &mut [u8],
     slot: usize,
     out: &mut [Received],
+    wait: bool,
 ) -> io::Result<usize> {
+    let flags = if wait {
+        libc::MSG_WAITFORONE
+    } else {
+        libc::MSG_DONTWAIT
+    };
     let n = out.len().min(MMSG_MAX).min(buf.len() / slot.max(1));
     // SAFETY: all-zero is a valid value for these plain C structs.
     let mut names: [libc::sockaddr_in6; MMSG_MAX] = unsafe { zeroed() };
@@ -88,7 +95,7 @@ pub(crate) fn recvmmsg(
                 fd.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 n as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                flags,
                 std::ptr::null_mut(),
             )
         };
