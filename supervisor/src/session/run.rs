@@ -14,8 +14,8 @@ use crate::namespace::tun_device::{create_tun, DEFAULT_MTU};
 use crate::reresolve::{DnsClient, Names, Reresolve, Reresolver};
 use crate::session::control::{peer_configs, Control, SessionInfo};
 use crate::session::lifecycle::{self, End, Lifecycle};
+use crate::sys::confine;
 use rustix::fs::{self, AtFlags, Mode, OFlags};
-use rustix::thread::{CapabilitySet, CapabilitySets};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -77,6 +77,8 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
         control
             .serve(UnixListener::from(args.control))
             .map_err(at("serve the control socket"))?;
+        // Every thread runs now: from here on, only the steady state's system calls.
+        confine::confine().map_err(at("confine the supervisor (seccomp)"))?;
         write_state(lifecycle.dir(), args.control_id).map_err(at("write the session state"))?;
         Ok((lifecycle, warnings))
     })();
@@ -149,7 +151,9 @@ fn setup(
 
     let warnings =
         isolation::protect_name_resolution(dir, &config).map_err(at("protect name resolution"))?;
-    drop_mount_capability().map_err(at("drop CAP_SYS_ADMIN"))?;
+    // Mounts are done; CAP_NET_ADMIN stays for `reload`'s routes. Before any thread
+    // starts: capabilities are per thread.
+    confine::keep_only_net_admin().map_err(at("drop CAP_SYS_ADMIN"))?;
 
     let udp = HostSocket::new(udp).map_err(at("set up the UDP socket"))?;
     let v6 = udp.is_ipv6();
@@ -204,21 +208,6 @@ fn read_config(fd: &OwnedFd) -> Result<Config, SetupError> {
         source: e.to_string().into(),
     })?;
     Ok(parsed.config)
-}
-
-/// Mounts are done; keep only CAP_NET_ADMIN (routes and addresses may change later).
-fn drop_mount_capability() -> io::Result<()> {
-    rustix::thread::clear_ambient_capability_set()?;
-    let keep = CapabilitySet::NET_ADMIN;
-    rustix::thread::set_capabilities(
-        None,
-        CapabilitySets {
-            effective: keep,
-            permitted: keep,
-            inheritable: CapabilitySet::empty(),
-        },
-    )?;
-    Ok(())
 }
 
 fn write_state(dir: &OwnedFd, control_id: u64) -> io::Result<()> {
