@@ -221,3 +221,57 @@ fn a_malicious_server_sending_adversarial_inner_packets_does_not_break_the_sessi
     );
     rig.down();
 }
+
+/// Sends 1200-byte UDP datagrams to argv[1] port 9 as fast as the socket takes them
+/// for argv[2] seconds (a workload length, not a threshold); prints how many.
+const FLOOD: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end, n, payload = time.monotonic() + float(sys.argv[2]), 0, b"f" * 1200
+while time.monotonic() < end:
+    for _ in range(256):
+        try:
+            s.sendto(payload, (sys.argv[1], 9))
+            n += 1
+        except OSError:
+            pass
+print(n)
+"#;
+
+/// Under load (issue 14): one wrapped program floods UDP towards the peer at full
+/// speed while another downloads; the download arrives intact and the same
+/// supervisor carries both. Its peak memory is reported (the buffers are fixed).
+#[test]
+fn a_wrapped_udp_flood_does_not_starve_another_programs_download() {
+    let rig = Rig::happy(Implementation::WireguardGo);
+    rig.up();
+    rig.wait_handshake();
+    let pid = rig.client.supervisor_pid_of(PROFILE);
+    checked_download(&rig, 4 << 20);
+    let hwm_before = vm_hwm_kib(pid);
+    let rx_before = rig.client_on_server().rx;
+
+    let flood = spawn_timeout(
+        rig.exec_command(&["python3", "-c", FLOOD, SERVER_TUNNEL_V4, "20"]),
+        COMMAND_TIMEOUT,
+    );
+    // Let the flood fill the queues before the download starts.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    checked_download(&rig, 16 << 20);
+    let out = flood.wait();
+    rig.record("the UDP flood", &out);
+    rig.check(out.status.success(), "the UDP flood ran");
+    let datagrams: u64 = stdout(&out).trim().parse().unwrap_or(0);
+    rig.check(datagrams > 0, "the flood sent datagrams");
+    rig.check(
+        rig.client.supervisor_pid_of(PROFILE) == pid,
+        "the same supervisor carried the flood and the download",
+    );
+    eprintln!(
+        "flood: {datagrams} datagrams of 1200 bytes sent by the wrapped program, the peer \
+         received {} bytes meanwhile; supervisor VmHWM {hwm_before} KiB before, {} KiB after",
+        rig.client_on_server().rx - rx_before,
+        vm_hwm_kib(pid)
+    );
+    rig.down();
+}
