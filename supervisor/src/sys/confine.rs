@@ -209,7 +209,6 @@ fn allow_list() -> io::Result<BTreeMap<i64, Vec<SeccompRule>>> {
         libc::SYS_readlinkat,
         libc::SYS_mkdirat,
         libc::SYS_unlinkat,
-        libc::SYS_renameat,
         libc::SYS_renameat2,
         libc::SYS_flock,
         libc::SYS_fsync,
@@ -225,6 +224,9 @@ fn allow_list() -> io::Result<BTreeMap<i64, Vec<SeccompRule>>> {
         libc::SYS_shutdown,
         libc::SYS_splice,
         libc::SYS_pipe2,
+        // Should it open a listener in the namespace after set-up.
+        libc::SYS_bind,
+        libc::SYS_listen,
     ]);
     // Event-loop rewrite of the data plane (parallel work) and publishing.
     allow(&[
@@ -237,8 +239,15 @@ fn allow_list() -> io::Result<BTreeMap<i64, Vec<SeccompRule>>> {
         libc::SYS_timerfd_settime,
         libc::SYS_timerfd_gettime,
     ]);
+    // The older forms of calls above that x86_64 still has (aarch64 has only the
+    // newer ones: ppoll, epoll_pwait, clock_gettime, renameat2).
     #[cfg(target_arch = "x86_64")]
-    allow(&[libc::SYS_poll, libc::SYS_epoll_wait, libc::SYS_time]);
+    allow(&[
+        libc::SYS_poll,
+        libc::SYS_epoll_wait,
+        libc::SYS_time,
+        libc::SYS_renameat,
+    ]);
 
     let prot_exec = libc::PROT_EXEC as u64;
     // mmap/mprotect: never PROT_EXEC (arg 2).
