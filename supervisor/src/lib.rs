@@ -62,6 +62,9 @@
 pub mod contract;
 #[cfg(target_os = "linux")]
 pub(crate) mod dataplane;
+/// Thin entry points and invariant checks for the fuzz targets (supervisor/FUZZING.md).
+#[cfg(all(target_os = "linux", any(test, feature = "fuzzing")))]
+pub mod fuzz_api;
 pub(crate) mod namespace;
 #[cfg(target_os = "linux")]
 pub(crate) mod reresolve;
