@@ -78,7 +78,9 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
             .serve(UnixListener::from(args.control))
             .map_err(at("serve the control socket"))?;
         // Every thread runs now: from here on, only the steady state's system calls.
-        confine::confine().map_err(at("confine the supervisor (seccomp)"))?;
+        confine::confine().map_err(at(
+            "confine the supervisor with seccomp (the kernel needs CONFIG_SECCOMP_FILTER)",
+        ))?;
         write_state(lifecycle.dir(), args.control_id).map_err(at("write the session state"))?;
         Ok((lifecycle, warnings))
     })();
