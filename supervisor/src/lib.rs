@@ -24,13 +24,16 @@
 //!    line of `/etc/nsswitch.conf`, and hides the host resolvers' unix sockets
 //!    (`namespace/isolation.rs`, `namespace/resolv_conf.rs`); any failure there fails
 //!    the start;
-//! 5. drops CAP_SYS_ADMIN;
+//! 5. drops every capability but CAP_NET_ADMIN, which `reload` needs for routes
+//!    (`sys/confine.rs`);
 //! 6. starts the data plane threads (`dataplane/`: the loop, timers, peers and handshakes,
 //!    AllowedIPs, ICMP errors, TUN offloads, checksums, batched UDP) and hostname
 //!    re-resolution over the second host socket (`reresolve/`: the policy thread and
 //!    its DNS client);
 //! 7. starts the control server (`session/control.rs`; the protocol is
-//!    [`contract::control`]) and watching registrations, writes `state`
+//!    [`contract::control`]) and watching registrations; sets `no_new_privs` and
+//!    installs, on every thread, a seccomp allow-list of the steady state's system
+//!    calls, anything else killing the process (`sys/confine.rs`); writes `state`
 //!    ([`contract::state`]) and reports "ready", followed by one "warning: …" line per
 //!    thing the user should know (no `DNS=`, root caller), and under systemd
 //!    (`up --foreground`) `READY=1` (`session/notify.rs`);
@@ -55,7 +58,7 @@
 //! | module | what | uses |
 //! |---|---|---|
 //! | [`contract`] | what the CLI and a supervisor agree on; the only public module | `sys` |
-//! | `sys/` | raw descriptors and libc socket calls: the only `unsafe` code | — |
+//! | `sys/` | raw descriptors, libc socket calls, capabilities and seccomp: the only `unsafe` code | — |
 //! | `namespace/` | the namespace's network, files and TUN device | `contract` |
 //! | `dataplane/` | packets between the TUN device and the host socket | `namespace` (the TUN device), `sys` |
 //! | `reresolve/` | hostname endpoints looked up again on the host network | `contract`, `dataplane`, `namespace` |
@@ -67,6 +70,9 @@
 pub mod contract;
 #[cfg(target_os = "linux")]
 pub(crate) mod dataplane;
+/// Thin entry points and invariant checks for the fuzz targets (supervisor/FUZZING.md).
+#[cfg(all(target_os = "linux", any(test, feature = "fuzzing")))]
+pub mod fuzz_api;
 pub(crate) mod namespace;
 #[cfg(target_os = "linux")]
 pub(crate) mod publish;

@@ -554,7 +554,8 @@ impl PacketCounter {
                 else {
                     // Queue empty: note it, then wait for more (the receive timeout).
                     *drained2.lock().unwrap() = Instant::now();
-                    let _ = rustix::net::recv(&socket, &mut [0u8; 0][..], rustix::net::RecvFlags::PEEK);
+                    let _ =
+                        rustix::net::recv(&socket, &mut [0u8; 0][..], rustix::net::RecvFlags::PEEK);
                     continue;
                 };
                 let packet = classify(&buf[..n], wg_port);

@@ -183,6 +183,11 @@ impl Superpacket {
         if iph_len < if v6 { 40 } else { 20 } || packet.len() < iph_len + th_min {
             return Err(FrameError::Truncated);
         }
+        // The IP header must agree: every segment gets a copy of it, and a segment
+        // whose header names another protocol or length is not a packet.
+        if transport_of(packet, v6) != Some((iph_len, proto)) {
+            return Err(FrameError::Unsupported);
+        }
         let th_len = if proto == PROTO_TCP {
             usize::from(packet[iph_len + 12] >> 4) * 4
         } else {
@@ -237,6 +242,25 @@ impl Superpacket {
             transport_checksum(seg, t, 6, PROTO_UDP, self.v6);
         }
     }
+}
+
+/// Where the transport header of an IP packet starts and its protocol, following
+/// IPv6 hop-by-hop, routing and destination options headers (a fragment header or
+/// anything else ends the walk: such packets are no superpacket).
+fn transport_of(packet: &[u8], v6: bool) -> Option<(usize, u8)> {
+    const HOP_BY_HOP: u8 = 0;
+    const ROUTING: u8 = 43;
+    const DEST_OPTS: u8 = 60;
+    if !v6 {
+        return Some((usize::from(packet[0] & 0x0f) * 4, packet[9]));
+    }
+    let (mut at, mut next) = (40, packet[6]);
+    while matches!(next, HOP_BY_HOP | ROUTING | DEST_OPTS) {
+        let ext = packet.get(at..at + 2)?;
+        next = ext[0];
+        at += (usize::from(ext[1]) + 1) * 8;
+    }
+    Some((at, next))
 }
 
 /// Write one packet, `buf[HEADROOM..HEADROOM + len]`, as a frame of its own.
@@ -351,15 +375,20 @@ impl Slot {
             && th == self.seg.tcph_len
             && self.len + s.payload <= 65535
             // Same IP header fields that must not change within a flow: IPv4 TOS,
-            // DF and TTL; IPv6 traffic class and hop limit.
+            // DF and TTL; IPv6 traffic class, flow label and hop limit.
             && if s.key.v6 {
-                p[0] == head[0] && p[1] >> 4 == head[1] >> 4 && p[7] == head[7]
+                p[..4] == head[..4] && p[7] == head[7]
             } else {
                 p[1] == head[1] && p[6] >> 5 == head[6] >> 5 && p[8] == head[8]
             }
-            // Same acknowledgement number and TCP options (timestamps included).
-            && p[ih + 8..ih + 12] == head[ih + 8..ih + 12]
-            && p[ih + 20..ih + th] == head[ih + 20..ih + th]
+            // Same acknowledgement number, header length and reserved bits (AccECN's
+            // AE flag lives there), window, urgent pointer and TCP options (timestamps
+            // included): the superpacket carries the first segment's, so a segment
+            // that differs (a window update) must not be folded into it, like the
+            // kernel's GRO.
+            && p[ih + 8..ih + 13] == head[ih + 8..ih + 13]
+            && p[ih + 14..ih + 16] == head[ih + 14..ih + 16]
+            && p[ih + 18..ih + th] == head[ih + 18..ih + th]
     }
 }
 
@@ -775,5 +804,111 @@ mod tests {
             split(&mut big, true, &mut scratch, &mut |_| {}),
             Err(FrameError::TooLarge)
         );
+    }
+
+    /// A TSO frame from `segment`'s headers and payload, cut every `gso` bytes.
+    fn tso_frame(segment: &[u8], v6: bool, gso: u16) -> Vec<u8> {
+        let mut frame = vec![0u8; VNET_HDR_LEN];
+        VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+            gso_size: gso,
+            csum_start: if v6 { 40 } else { 20 },
+            csum_offset: 16,
+            ..VnetHdr::default()
+        }
+        .encode(&mut frame);
+        frame.extend_from_slice(segment);
+        frame
+    }
+
+    /// Fuzzing finding (tun_read): a superpacket whose IP header names another
+    /// protocol than its GSO type (IPv6 next header 197), or whose IPv4 IHL disagrees
+    /// with where the transport header starts, was cut into "TCP" segments that are
+    /// not packets. It is dropped now; extension headers that lead to TCP still work.
+    #[test]
+    fn superpacket_whose_ip_header_disagrees_with_its_gso_type_is_dropped() {
+        let mut scratch = vec![0u8; 1500];
+        let mut v6 = tcp(true, 1, TCP_ACK, &payload(3000, 1));
+        v6[6] = 197;
+        let mut frame = tso_frame(&v6, true, 1000);
+        assert_eq!(
+            split(&mut frame, true, &mut scratch, &mut |_| panic!("a segment")),
+            Err(FrameError::Unsupported)
+        );
+        let mut v4 = tcp(false, 1, TCP_ACK, &payload(3000, 1));
+        v4[0] = 0x46; // IHL 24, transport said to start at 20
+        let mut frame = tso_frame(&v4, false, 1000);
+        assert_eq!(
+            split(&mut frame, true, &mut scratch, &mut |_| panic!("a segment")),
+            Err(FrameError::Unsupported)
+        );
+        let mut udp_in_tcp = tcp(false, 1, TCP_ACK, &payload(3000, 1));
+        udp_in_tcp[9] = PROTO_UDP;
+        let mut frame = tso_frame(&udp_in_tcp, false, 1000);
+        assert_eq!(
+            split(&mut frame, true, &mut scratch, &mut |_| panic!("a segment")),
+            Err(FrameError::Unsupported)
+        );
+        // A destination options header (8 bytes) before TCP: cut as usual.
+        let plain = tcp(true, 1, TCP_ACK, &payload(3000, 1));
+        let mut with_ext = plain[..40].to_vec();
+        with_ext[6] = 60;
+        with_ext[4..6].copy_from_slice(&((plain.len() - 40 + 8) as u16).to_be_bytes());
+        with_ext.extend_from_slice(&[PROTO_TCP, 0, 1, 4, 0, 0, 0, 0]);
+        with_ext.extend_from_slice(&plain[40..]);
+        let mut frame = tso_frame(&with_ext, true, 1000);
+        VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV6,
+            gso_size: 1000,
+            csum_start: 48,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        }
+        .encode(&mut frame);
+        let mut n = 0;
+        split(&mut frame, true, &mut scratch, &mut |_| n += 1).unwrap();
+        assert_eq!(n, 3);
+    }
+
+    /// Fuzzing findings (tun_write): segments that differ from the first of their
+    /// superpacket in the TCP window, the urgent pointer, the reserved bits next to
+    /// the header length (AccECN's AE flag) or the IPv6 flow label were coalesced, and
+    /// the superpacket carried the first one's values: a window update was lost. They
+    /// now end the superpacket and go out as they came.
+    #[test]
+    fn segments_with_another_window_or_flow_label_are_not_coalesced() {
+        for (v6, at, bit) in [
+            (false, 20 + 14, 0x20),
+            (false, 20 + 19, 0x20),
+            (true, 40 + 15, 0x20),
+            (true, 3, 0x20),
+            (true, 40 + 12, 0x01),
+        ] {
+            let tun = Recorder {
+                offload: true,
+                frames: Mutex::new(Vec::new()),
+            };
+            let mut w = Writer::new(true);
+            let first = tcp(v6, 1000, TCP_ACK, &payload(1000, 1));
+            let mut second = tcp(v6, 2000, TCP_ACK, &payload(1000, 2));
+            second[at] ^= bit;
+            if !v6 {
+                ipv4_header_checksum(&mut second);
+            }
+            let t = if v6 { 40 } else { 20 };
+            transport_checksum(&mut second, t, 16, PROTO_TCP, v6);
+            push(&mut w, &tun, &first);
+            push(&mut w, &tun, &second);
+            w.flush(&tun).unwrap();
+            let frames = tun.frames.lock().unwrap().clone();
+            assert_eq!(
+                frames.len(),
+                2,
+                "byte {at} (v6: {v6}) changed but coalesced"
+            );
+            assert_eq!(frames[1][VNET_HDR_LEN..], second[..]);
+        }
     }
 }

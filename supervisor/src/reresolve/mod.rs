@@ -32,6 +32,8 @@ use std::time::Duration;
 
 mod dns_client;
 pub(crate) use dns_client::DnsClient;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use dns_client::{build_query, parse_answer};
 
 /// How often stale peers are looked at (wireguard-tools' timer runs every 30 s).
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(30);

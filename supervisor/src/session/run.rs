@@ -14,8 +14,8 @@ use crate::namespace::tun_device::{create_tun, DEFAULT_MTU};
 use crate::reresolve::{DnsClient, Names, Reresolve, Reresolver};
 use crate::session::control::{peer_configs, Control, SessionInfo};
 use crate::session::lifecycle::{self, End, Lifecycle};
+use crate::sys::confine;
 use rustix::fs::{self, AtFlags, Mode, OFlags};
-use rustix::thread::{CapabilitySet, CapabilitySets};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -81,6 +81,10 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
         control
             .serve(UnixListener::from(args.control))
             .map_err(at("serve the control socket"))?;
+        // Every thread runs now: from here on, only the steady state's system calls.
+        confine::confine().map_err(at(
+            "confine the supervisor with seccomp (the kernel needs CONFIG_SECCOMP_FILTER)",
+        ))?;
         write_state(lifecycle.dir(), args.control_id).map_err(at("write the session state"))?;
         Ok((lifecycle, warnings))
     })();
@@ -91,6 +95,9 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
             return 1;
         }
     };
+    // Logged before "ready": `up -v --wait` shows the log while it waits, and may be
+    // done as soon as it reads "ready" and sees a handshake.
+    eprintln!("wg-wrap supervisor: session {} is up", args.profile);
     report("ready");
     // One line each after "ready", shown once by the `up`/`exec` that started us.
     for warning in warnings {
@@ -100,7 +107,6 @@ pub fn run_with(args: Args, reresolve: Option<Reresolve>) -> i32 {
     drop(args.lock);
     let notifier = args.notify.map(super::notify::Notifier::new);
     notify(&notifier, |n| n.ready(&args.profile));
-    eprintln!("wg-wrap supervisor: session {} is up", args.profile);
 
     let end = lifecycle.run();
     notify(&notifier, super::notify::Notifier::stopping);
@@ -167,7 +173,9 @@ fn setup(
 
     let warnings =
         isolation::protect_name_resolution(dir, &config).map_err(at("protect name resolution"))?;
-    drop_mount_capability().map_err(at("drop CAP_SYS_ADMIN"))?;
+    // Mounts are done; CAP_NET_ADMIN stays for `reload`'s routes. Before any thread
+    // starts: capabilities are per thread.
+    confine::keep_only_net_admin().map_err(at("drop CAP_SYS_ADMIN"))?;
 
     let udp = HostSocket::new(udp).map_err(at("set up the UDP socket"))?;
     let v6 = udp.is_ipv6();
@@ -223,21 +231,6 @@ fn read_config(fd: &OwnedFd) -> Result<Config, SetupError> {
         source: e.to_string().into(),
     })?;
     Ok(parsed.config)
-}
-
-/// Mounts are done; keep only CAP_NET_ADMIN (routes and addresses may change later).
-fn drop_mount_capability() -> io::Result<()> {
-    rustix::thread::clear_ambient_capability_set()?;
-    let keep = CapabilitySet::NET_ADMIN;
-    rustix::thread::set_capabilities(
-        None,
-        CapabilitySets {
-            effective: keep,
-            permitted: keep,
-            inheritable: CapabilitySet::empty(),
-        },
-    )?;
-    Ok(())
 }
 
 fn write_state(dir: &OwnedFd, control_id: u64) -> io::Result<()> {

@@ -1,11 +1,14 @@
 //! The few raw operations the supervisor needs beyond rustix's safe API, and the only
 //! code that may use `unsafe`: taking ownership of inherited file descriptors (here),
-//! and batched UDP socket calls with GSO/GRO control messages ([`mmsg`]).
+//! batched UDP socket calls with GSO/GRO control messages ([`mmsg`]), and giving up
+//! privileges once set-up is done ([`confine`]: capabilities, no_new_privs, seccomp).
 
 use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+#[cfg(target_os = "linux")]
+pub(crate) mod confine;
 #[cfg(target_os = "linux")]
 pub(crate) mod mmsg;
 
