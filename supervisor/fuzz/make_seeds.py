@@ -105,3 +105,11 @@ w("control_and_state", "state", b"\x02" + b"wg-wrap-state 1\nsupervisor_pid=42\n
   b"netns_dev=4\nnetns_ino=4026531840\nstarted_unix=1700000000\ncontrol_id=9\n")
 w("control_and_state", "pid", b"\x031234")
 w("control_and_state", "stat", b"\x03" + b"42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 777 10000 100")
+# Selectors from 0xF0: even, the control request line; odd, a publish body after a
+# byte of [descriptor count: low 7 bits][truncated: top bit].
+w("control_and_state", "line-status", b"\xf0status\n")
+w("control_and_state", "line-reload", b"\xf0reload 42\n")
+w("control_and_state", "line-publish", b"\xf2publish command\n")
+w("control_and_state", "publish-two", b"\xf1\x02" + b'["8080:80","[::1]:5353:53/udp"]')
+w("control_and_state", "publish-v4", b"\xf3\x01" + b'["0.0.0.0:8443:443/tcp"]')
+w("control_and_state", "publish-truncated", b"\xf1\x81" + b'["8080:80"]')

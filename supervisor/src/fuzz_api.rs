@@ -4,7 +4,9 @@
 //! corpus (`supervisor/fuzz/corpus/<target>/`) through the same checks, so a plain
 //! `cargo test` keeps them without nightly. See supervisor/FUZZING.md.
 
+use crate::contract::control::Request;
 use crate::contract::handover::Handover;
+use crate::contract::publish::{self, Owner, PublishSpec};
 use crate::contract::state::{parse_pid_name, parse_stat_start_time, SessionState};
 use crate::dataplane::checksum::{fold, pseudo_header_sum, sum_bytes};
 use crate::dataplane::icmp;
@@ -395,13 +397,22 @@ pub fn dns_answer(data: &[u8]) {
     }
 }
 
-/// The control socket's `reload` body and the session files: `data` is
-/// `[selector][text]`. Readers never panic, and what they accept renders back to
-/// something they read as the same thing.
+/// The control socket's request line, `reload` and `publish` bodies and the session
+/// files: `data` is `[selector][text]`. Selectors from 0xF0 on pick the request line
+/// (even) or the `publish` body (odd); below that, `selector % 4` the others, as the
+/// committed corpus was made. Readers never panic, and what they accept renders back
+/// to something they read as the same thing.
 pub fn control_and_state(data: &[u8]) {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
+    if sel >= 0xF0 {
+        return if sel % 2 == 0 {
+            request_line(rest)
+        } else {
+            publish_body(rest)
+        };
+    }
     let text = String::from_utf8_lossy(rest);
     match sel % 4 {
         0 => {
@@ -434,6 +445,55 @@ pub fn control_and_state(data: &[u8]) {
             let _ = parse_stat_start_time(&text);
         }
     }
+}
+
+/// The control server's request line, read as it does: at most 64 bytes up to and
+/// including a newline. A known request renders back to a line that parses the same;
+/// a `publish` owner word that is accepted is the word of its [`Owner`].
+fn request_line(data: &[u8]) {
+    let mut line = String::new();
+    if io::BufRead::read_line(&mut io::Read::take(data, 64), &mut line).is_err() {
+        return;
+    }
+    let request = Request::parse(&line);
+    match request.render() {
+        Some(again) => {
+            assert_eq!(Request::parse(&again), request);
+            assert_eq!(again, line.trim_end());
+        }
+        None => assert_eq!(request, Request::Unknown),
+    }
+    if let Request::Publish(word) = request {
+        if let Some(owner) = Owner::from_word(word) {
+            assert_eq!(owner.word(), word);
+        }
+    }
+}
+
+/// The body of `publish`: `[descriptors: low 7 bits, truncated: top bit][JSON]`.
+/// Accepted specs are as many as the descriptors, none cut off, and each renders (as
+/// `-p` text and as the JSON body) to what parses to the same spec again.
+fn publish_body(data: &[u8]) {
+    let Some((&fds, body)) = data.split_first() else {
+        return;
+    };
+    let (descriptors, truncated) = (usize::from(fds & 0x7f), fds & 0x80 != 0);
+    let text = String::from_utf8_lossy(body);
+    let Ok(specs) = publish::parse_request_body(&text, descriptors, truncated) else {
+        return;
+    };
+    assert!(!truncated);
+    assert_eq!(specs.len(), descriptors);
+    for spec in &specs {
+        assert_ne!(spec.host_port, 0);
+        assert_ne!(spec.ns_port, 0);
+        assert_eq!(spec.to_string().parse::<PublishSpec>().ok(), Some(*spec));
+    }
+    let json = serde_json::to_string(&specs).expect("specs serialize");
+    assert_eq!(
+        publish::parse_request_body(&json, descriptors, false).ok(),
+        Some(specs)
+    );
 }
 
 #[cfg(test)]

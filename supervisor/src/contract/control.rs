@@ -101,6 +101,41 @@ pub(crate) fn read_reload(
     Ok((text, names))
 }
 
+/// A request line as the server reads it (at most 64 bytes, newline included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request<'a> {
+    Status,
+    /// `reload N`: N as sent; [`read_reload`] checks it.
+    Reload(&'a str),
+    /// `publish WORD`: the owner word as sent; [`Owner::from_word`] checks it.
+    Publish(&'a str),
+    Unknown,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn parse(line: &'a str) -> Request<'a> {
+        let line = line.trim_end();
+        match line.split_once(' ') {
+            None if line == "status" => Request::Status,
+            Some(("reload", len)) => Request::Reload(len),
+            Some(("publish", owner)) => Request::Publish(owner),
+            _ => Request::Unknown,
+        }
+    }
+
+    /// The line (without its newline) that parses to this request; `None` for
+    /// [`Request::Unknown`].
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn render(&self) -> Option<String> {
+        match self {
+            Request::Status => Some("status".into()),
+            Request::Reload(len) => Some(format!("reload {len}")),
+            Request::Publish(owner) => Some(format!("publish {owner}")),
+            Request::Unknown => None,
+        }
+    }
+}
+
 /// The request line and body of a `reload`: the handover text of `names` and the
 /// profile `text` (see the module docs).
 pub fn reload_request(text: &str, names: &Handover) -> (String, String) {
@@ -201,6 +236,43 @@ mod tests {
         let (line, body) = reload_request(profile, &Handover::default());
         assert_eq!(line, "reload 0");
         assert_eq!(body, profile);
+    }
+
+    #[test]
+    fn request_lines_parse_and_render_back() {
+        let cases = [
+            ("status\n", Request::Status),
+            ("status", Request::Status),
+            ("reload 42\n", Request::Reload("42")),
+            // The length is read_reload's to check, the owner Owner::from_word's.
+            ("reload x y\n", Request::Reload("x y")),
+            ("publish session\n", Request::Publish("session")),
+            ("publish command\r\n", Request::Publish("command")),
+            ("publish nobody\n", Request::Publish("nobody")),
+        ];
+        for (line, want) in cases {
+            assert_eq!(Request::parse(line), want, "{line:?}");
+            let again = want.render().unwrap();
+            assert_eq!(Request::parse(&again), want, "{line:?}");
+        }
+        for garbage in [
+            "",
+            "\n",
+            "status now\n",
+            " status\n",
+            "reload\n",
+            "reload \n",
+            "publish\n",
+            "RELOAD 1\n",
+            "reload\t1\n",
+            "\u{0}\u{ff}\n",
+            "publish  \n",
+        ] {
+            assert_eq!(Request::parse(garbage), Request::Unknown, "{garbage:?}");
+            assert_eq!(Request::Unknown.render(), None);
+        }
+        // Only trailing whitespace is dropped: a leading blank stays in the argument.
+        assert_eq!(Request::parse("reload  7\n"), Request::Reload(" 7"));
     }
 
     #[test]

@@ -190,6 +190,24 @@ impl Owner {
     }
 }
 
+/// The body of a `publish` request: the JSON list of specs, one per descriptor that
+/// arrived with it (`descriptors` of them; `truncated`: the kernel cut some off).
+pub(crate) fn parse_request_body(
+    text: &str,
+    descriptors: usize,
+    truncated: bool,
+) -> Result<Vec<PublishSpec>, String> {
+    let specs: Vec<PublishSpec> =
+        serde_json::from_str(text).map_err(|e| format!("bad publish request: {e}"))?;
+    if truncated || specs.len() != descriptors {
+        return Err(format!(
+            "{} port(s) but {descriptors} descriptor(s) arrived (at most {MAX_PORTS} per request)",
+            specs.len(),
+        ));
+    }
+    Ok(specs)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishReply {
     pub ok: bool,
@@ -308,6 +326,54 @@ mod tests {
             assert!(err.contains(want), "{text:?}: {err}");
             assert!(err.contains("HOST_PORT:NS_PORT"), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn publish_request_bodies_are_checked_against_the_descriptors() {
+        let body = r#"["8080:80","[::1]:5353:53/udp"]"#;
+        assert_eq!(
+            parse_request_body(body, 2, false),
+            Ok(vec![spec("8080:80"), spec("[::1]:5353:53/udp")])
+        );
+        assert_eq!(parse_request_body("[]", 0, false), Ok(vec![]));
+        assert_eq!(
+            parse_request_body(body, 1, false),
+            Err(format!(
+                "2 port(s) but 1 descriptor(s) arrived (at most {MAX_PORTS} per request)"
+            ))
+        );
+        assert_eq!(
+            parse_request_body(body, 3, false),
+            Err(format!(
+                "2 port(s) but 3 descriptor(s) arrived (at most {MAX_PORTS} per request)"
+            ))
+        );
+        // Cut-off descriptors fail the request even when the counts happen to match.
+        assert_eq!(
+            parse_request_body(body, 2, true),
+            Err(format!(
+                "2 port(s) but 2 descriptor(s) arrived (at most {MAX_PORTS} per request)"
+            ))
+        );
+        for garbage in [
+            "",
+            "[",
+            "{}",
+            r#""8080:80""#,
+            r#"["8080:0"]"#,
+            r#"["8080:80/sctp"]"#,
+            r#"[8080]"#,
+            r#"["8080:80"] trailing"#,
+            "\u{0}\u{ff}",
+        ] {
+            let err = parse_request_body(garbage, 1, false).unwrap_err();
+            assert!(
+                err.starts_with("bad publish request: "),
+                "{garbage:?}: {err}"
+            );
+        }
+        let err = parse_request_body(r#"["8080:0"]"#, 1, false).unwrap_err();
+        assert!(err.contains("NS_PORT 0 is not a port"), "{err}");
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! for the protocol) from the running tunnel and session.
 
 use crate::contract::control::{
-    read_reload, PeerStatus, ReloadReply, SessionStatus, REQUEST_TIMEOUT,
+    read_reload, PeerStatus, ReloadReply, Request, SessionStatus, REQUEST_TIMEOUT,
 };
 use crate::contract::handover::Handover;
-use crate::contract::publish::{Owner, PublishReply, PublishSpec, MAX_PORTS};
+use crate::contract::publish::{self, Owner, PublishReply, MAX_PORTS};
 use crate::dataplane::{PeerConfig, PeerStats, Tunnel};
 use crate::namespace::netsetup::{self, NetOps};
 use crate::publish::Publisher;
@@ -184,16 +184,16 @@ impl Control {
         let mut reader = BufReader::new(io::Cursor::new(first).chain(&stream));
         let mut request = String::new();
         reader.by_ref().take(64).read_line(&mut request)?;
-        let answer = match request.trim_end().split_once(' ') {
-            None if request.trim_end() == "status" => serde_json::to_string(&self.status()),
-            Some(("reload", len)) => {
+        let answer = match Request::parse(&request) {
+            Request::Status => serde_json::to_string(&self.status()),
+            Request::Reload(len) => {
                 let reply = match read_reload(&mut reader, len) {
                     Ok((text, names)) => self.reload(&text, names),
                     Err(e) => ReloadReply::failed(e),
                 };
                 serde_json::to_string(&reply)
             }
-            Some(("publish", owner)) => {
+            Request::Publish(owner) => {
                 let reply = match self.publish(&mut reader, owner, fds, truncated, peer.pid) {
                     Ok(()) => PublishReply {
                         ok: true,
@@ -206,7 +206,7 @@ impl Control {
                 };
                 serde_json::to_string(&reply)
             }
-            _ => Ok(String::from("{\"error\":\"unknown request\"}")),
+            Request::Unknown => Ok(String::from("{\"error\":\"unknown request\"}")),
         }
         .map_err(io::Error::other)?;
         (&stream).write_all(answer.as_bytes())?;
@@ -228,15 +228,7 @@ impl Control {
             .take(64 * 1024)
             .read_to_string(&mut text)
             .map_err(|e| format!("reading the publish request: {e}"))?;
-        let specs: Vec<PublishSpec> =
-            serde_json::from_str(&text).map_err(|e| format!("bad publish request: {e}"))?;
-        if truncated || specs.len() != fds.len() {
-            return Err(format!(
-                "{} port(s) but {} descriptor(s) arrived (at most {MAX_PORTS} per request)",
-                specs.len(),
-                fds.len()
-            ));
-        }
+        let specs = publish::parse_request_body(&text, fds.len(), truncated)?;
         let owner = match owner {
             Owner::Session => None,
             Owner::Command => {
