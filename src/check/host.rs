@@ -182,6 +182,19 @@ pub(crate) mod tests {
         Outcome::Worked { label: None }
     }
 
+    /// `facts` with a usable /dev/net/tun: the fake dev tree cannot hold a device node
+    /// without mknod; the node's verdict has its own tests (device.rs).
+    fn with_usable_tun(mut facts: Facts) -> Facts {
+        facts.tun = device::Node::Present {
+            path: "/dev/net/tun".into(),
+            is_char_device: true,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        facts
+    }
+
     /// A healthy Debian-like host: every check passes.
     fn healthy() -> FakeRoots {
         let fake = FakeRoots::new();
@@ -195,16 +208,7 @@ pub(crate) mod tests {
     #[test]
     fn a_healthy_host_passes() {
         let fake = healthy();
-        let mut facts = Facts::read(&fake.roots);
-        // The fake dev tree cannot hold a device node without mknod; the node's
-        // verdict has its own tests (device.rs).
-        facts.tun = device::Node::Present {
-            path: "/dev/net/tun".into(),
-            is_char_device: true,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        };
+        let facts = with_usable_tun(Facts::read(&fake.roots));
         assert_eq!(facts.kernel_release.as_deref(), Some("6.1.0-13-amd64"));
         assert_eq!(facts.max_user_namespaces, Some(63704));
         assert!(!facts.apparmor.enabled);
@@ -277,14 +281,7 @@ pub(crate) mod tests {
     #[test]
     fn a_probe_failure_marks_the_check_it_belongs_to() {
         let fake = healthy();
-        let mut facts = Facts::read(&fake.roots);
-        facts.tun = device::Node::Present {
-            path: "/dev/net/tun".into(),
-            is_char_device: true,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        };
+        let facts = with_usable_tun(Facts::read(&fake.roots));
         let outcome = Outcome::Step {
             step: "tun".into(),
             errno: "EACCES".into(),
