@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,18 +19,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// Run `f` on a thread inside the sandbox's network namespace (threads it starts
 /// stay there too).
 fn in_sandbox<T: Send + 'static>(sb: &Sandbox, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = sb.netns_file();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&ns).unwrap();
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("enter the sandbox netns");
-        f()
-    })
-    .join()
-    .unwrap()
+    in_netns(&sb.netns_file(), f)
 }
 
 /// Start the echo service inside `profile`'s tunnel (`extra`: arguments before the

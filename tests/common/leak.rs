@@ -22,7 +22,7 @@
 
 use super::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -163,22 +163,6 @@ impl Sandbox {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         path
     }
-}
-
-/// Run `f` on a short-lived thread inside the network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_owned();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&ns).unwrap();
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("enter the sandbox netns");
-        f()
-    })
-    .join()
-    .unwrap()
 }
 
 /// A private mount namespace that plays the host for wg-wrap (see the module docs).

@@ -492,4 +492,21 @@ pub fn clip(bytes: &[u8]) -> String {
 }
 
 // The leak tier's fake host, decoys and packet counter (tests/leaks.rs).
+/// Run `f` on a short-lived thread inside the network namespace at `ns` (a
+/// `/proc/PID/ns/net` path); threads it starts stay there too.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&ns).unwrap();
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&file),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("enter the sandbox netns");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
 pub mod leak;
