@@ -380,6 +380,7 @@ fn join_reports_exec_failures_like_a_shell() {
     let not_a_program = dir.path().join("not-a-program");
     fs::write(&not_a_program, "\x7fELF? no\n").unwrap();
     fs::set_permissions(&not_a_program, fs::Permissions::from_mode(0o755)).unwrap();
+    wait_until_executable(&not_a_program);
 
     let cases: &[(&[&str], Option<&str>, i32, &str)] = &[
         (
@@ -666,7 +667,34 @@ impl User {
         let dir = TempDir::new();
         let path = dir.path().join("wg-wrap-launcher");
         launcher::dump_embedded(&path).unwrap();
+        wait_until_executable(&path);
         LauncherFile { _dir: dir, path }
+    }
+}
+
+/// Wait until a freshly written file is no longer open for writing anywhere. A child
+/// that another test thread forked while the file was open holds that descriptor
+/// until it executes, and until then exec of the file fails with ETXTBSY (seen in
+/// CI). Once an exec gets past that check (whether it then runs or fails for another
+/// reason), no writer is left and none can appear.
+fn wait_until_executable(program: &Path) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match Command::new(program)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} stays busy: {e}",
+                    program.display()
+                );
+                sleep(Duration::from_millis(5));
+            }
+            _ => return,
+        }
     }
 }
 
