@@ -53,7 +53,8 @@
 //! (`MSG_DONTWAIT`), `sendmmsg`, `sendto`, `read`/`write` on the TUN device; the timer
 //! thread sleeps in `futex` (thread parking).
 //!
-//! Files: `peers` (the peer set and what a reload does to it), `handshake` (handshake
+//! Files: `inbound` (the inbound flow, steps 2 to 5), `peers` (the peer set and what a
+//! reload does to it), `handshake` (handshake
 //! messages, endpoint changes), `timers` (WireGuard's timers, by deadline), `allowed_ips` (the longest-prefix table),
 //! `icmp` (unreachable errors), `offload` (TUN superpackets cut and glued),
 //! `checksum`, `udp` (batches and the host socket, whose system calls are in
@@ -64,6 +65,7 @@
 use crate::dataplane::udp::{RecvBatch, SendBatch, UdpIo, MAX_DATAGRAM};
 use crate::namespace::tun_device::TunIo;
 use boringtun::noise::{Tunn, TunnResult};
+use inbound::{Inbound, Stage, RECV_BATCH_MESSAGES};
 use offload::{HEADROOM, MAX_FRAME};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
@@ -88,8 +90,6 @@ const COALESCE_SLEEP: rustix::event::Timespec = rustix::event::Timespec {
     tv_sec: 0,
     tv_nsec: 200_000,
 };
-/// Messages taken per `recvmmsg`; each may be a 64 KiB GRO message.
-const RECV_BATCH_MESSAGES: usize = 8;
 /// TUN frames read before the send batch goes out even if more are queued.
 const MAX_FRAMES_PER_BATCH: usize = 64;
 /// A data message's fixed part: type, receiver index, counter, tag.
@@ -351,169 +351,6 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         // A frame that cannot be cut apart is dropped, like a corrupt packet.
         let _ = offload::split(&mut frame[..n], *offload, scratch, &mut each);
     }
-
-    /// The inbound flow for one batch of what the host socket holds now; false if
-    /// it held nothing.
-    fn inbound_batch(&self, inb: &mut Inbound) -> bool {
-        let Inbound {
-            batch,
-            scratch,
-            stage,
-            writer,
-        } = inb;
-        if let Err(e) = self.udp.try_recv_batch(batch) {
-            if is_transient(&e) {
-                return e.kind() == io::ErrorKind::Interrupted;
-            }
-            // Errors queued by ICMP for an earlier send (unreachable, refused) are not
-            // fatal; pause so a broken socket cannot spin this loop.
-            thread::sleep(Duration::from_millis(1));
-            return true;
-        }
-        let set = self.current();
-        for (from, datagrams) in batch.messages() {
-            self.receive_message(&set, from, datagrams, scratch, stage, writer);
-        }
-        // Packets the TUN refused are lost, like any dropped packet.
-        let _ = writer.flush(&self.tun);
-        true
-    }
-
-    /// Steps 2 to 5 of the inbound flow for one received message: one datagram, or
-    /// several the kernel coalesced (UDP GRO), all from `from`.
-    fn receive_message(
-        &self,
-        set: &PeerSet,
-        from: SocketAddr,
-        datagrams: std::slice::Chunks<'_, u8>,
-        scratch: &mut [u8],
-        stage: &mut Stage,
-        writer: &mut offload::Writer,
-    ) {
-        let mut roam = Roam::default();
-        // The datagrams of a message nearly always belong to one peer: its
-        // session stays locked while they are decrypted (one lock, not one
-        // per datagram), and is released before anything is written.
-        let mut held: Option<(u32, usize, MutexGuard<'_, Tunn>)> = None;
-        for datagram in datagrams {
-            if datagram.first() != Some(&MSG_DATA) || datagram.len() < DATA_OVERHEAD {
-                held = None;
-                self.handle_handshake(set, datagram, from, scratch);
-                continue;
-            }
-            if !stage.has_room(datagram.len()) {
-                // Only a message of many tiny datagrams gets here.
-                held = None;
-                self.deliver(set, stage, writer);
-            }
-            let idx = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]) >> 8;
-            if held.as_ref().is_none_or(|(cached, _, _)| *cached != idx) {
-                held = None;
-                let Some(&i) = set.by_index.get(&idx) else {
-                    continue;
-                };
-                let mut tunn = lock(&set.peer(i).tunn);
-                let now = self.tick(set.peer(i), &mut tunn);
-                self.activity(set.peer(i), now, true);
-                held = Some((idx, i, tunn));
-            }
-            let Some((_, i, tunn)) = held.as_mut() else {
-                continue;
-            };
-            let res = tunn.decapsulate(Some(from.ip()), datagram, stage.space());
-            if !matches!(res, TunnResult::Err(_)) {
-                set.peer(*i).received(datagram.len());
-            }
-            match res {
-                TunnResult::WriteToTunnelV4(p, src) => {
-                    let len = p.len();
-                    stage.commit(len, *i, IpAddr::V4(src));
-                    roam.saw(set, *i, from);
-                }
-                TunnResult::WriteToTunnelV6(p, src) => {
-                    let len = p.len();
-                    stage.commit(len, *i, IpAddr::V6(src));
-                    roam.saw(set, *i, from);
-                }
-                // A keepalive: authenticated, nothing to deliver.
-                TunnResult::Done => roam.saw(set, *i, from),
-                // Replays, unknown sessions, bad tags: dropped.
-                TunnResult::Err(_) => {}
-                // Data never produces a reply; sent anyway rather than lost.
-                TunnResult::WriteToNetwork(d) => {
-                    set.peer(*i).sent(d.len());
-                    let _ = self.udp.send_to(d, from);
-                }
-            }
-        }
-        drop(held);
-        roam.finish(set, from);
-        self.deliver(set, stage, writer);
-    }
-
-    /// Step 4 of the inbound flow for the staged packets: cryptokey routing's source
-    /// check, then the coalescer.
-    fn deliver(&self, set: &PeerSet, stage: &mut Stage, writer: &mut offload::Writer) {
-        // Packets of a flow share their source: check each source once.
-        let mut checked: Option<(usize, IpAddr, bool)> = None;
-        for k in 0..stage.packets.len() {
-            let (at, len, i, src) = stage.packets[k];
-            let allowed = match checked {
-                Some((ci, csrc, ok)) if ci == i && csrc == src => ok,
-                _ => {
-                    let ok = set.routes.allows(i, src);
-                    checked = Some((i, src, ok));
-                    ok
-                }
-            };
-            if allowed {
-                let _ = writer.push(&self.tun, &mut stage.buf[at - HEADROOM..at + len], len);
-            }
-        }
-        stage.clear();
-    }
-}
-
-/// Decrypted packets of one message, each with headroom for the virtio-net header,
-/// waiting for their peer's session to be unlocked before they go to the TUN.
-struct Stage {
-    buf: Box<[u8]>,
-    end: usize,
-    /// (offset of the packet, length, peer, inner source).
-    packets: Vec<(usize, usize, usize, IpAddr)>,
-}
-
-impl Stage {
-    fn new() -> Stage {
-        // A message is at most MAX_DATAGRAM bytes and every datagram in it shrinks by
-        // more than HEADROOM when decrypted, so one message always fits.
-        Stage {
-            buf: vec![0u8; MAX_DATAGRAM + 2 * HEADROOM].into_boxed_slice(),
-            end: 0,
-            packets: Vec::with_capacity(128),
-        }
-    }
-
-    /// Whether a datagram of `len` bytes can be decrypted here (boringtun wants room
-    /// for the whole ciphertext).
-    fn has_room(&self, len: usize) -> bool {
-        self.end + HEADROOM + len <= self.buf.len()
-    }
-
-    fn space(&mut self) -> &mut [u8] {
-        &mut self.buf[self.end + HEADROOM..]
-    }
-
-    fn commit(&mut self, len: usize, peer: usize, src: IpAddr) {
-        let at = self.end + HEADROOM;
-        self.packets.push((at, len, peer, src));
-        self.end = at + len;
-    }
-
-    fn clear(&mut self) {
-        self.end = 0;
-        self.packets.clear();
-    }
 }
 
 /// Whether the data plane gathers packets for [`COALESCE_SLEEP`] between rounds
@@ -545,14 +382,6 @@ impl Coalesce {
     }
 }
 
-/// The inbound direction's buffers.
-struct Inbound {
-    batch: RecvBatch,
-    scratch: Box<[u8]>,
-    stage: Stage,
-    writer: offload::Writer,
-}
-
 /// The outbound direction's buffers.
 struct Outbound {
     frame: Box<[u8]>,
@@ -563,35 +392,6 @@ struct Outbound {
     offload: bool,
     /// The last destination of this batch and its peer and endpoint, if it has one.
     route: Option<(IpAddr, Option<(usize, SocketAddr)>)>,
-}
-
-/// Which peers authenticated data from a message's source, so their endpoints follow
-/// it once per message rather than once per datagram.
-#[derive(Default)]
-struct Roam {
-    peer: Option<usize>,
-}
-
-impl Roam {
-    fn saw(&mut self, set: &PeerSet, i: usize, from: SocketAddr) {
-        if let Some(previous) = self.peer.filter(|&p| p != i) {
-            follow(set, previous, from);
-        }
-        self.peer = Some(i);
-    }
-
-    fn finish(self, set: &PeerSet, from: SocketAddr) {
-        if let Some(i) = self.peer {
-            follow(set, i, from);
-        }
-    }
-}
-
-fn follow(set: &PeerSet, i: usize, from: SocketAddr) {
-    let mut endpoint = lock(&set.peer(i).endpoint);
-    if *endpoint != Some(from) {
-        *endpoint = Some(from);
-    }
 }
 
 /// Errors a read loop just retries.
@@ -656,6 +456,7 @@ pub mod allowed_ips;
 pub mod checksum;
 mod handshake;
 pub mod icmp;
+mod inbound;
 pub mod offload;
 mod peers;
 mod timers;
