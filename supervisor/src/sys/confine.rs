@@ -115,33 +115,19 @@ fn one_of(arg: u8, values: &[u64]) -> io::Result<Vec<SeccompRule>> {
     )
 }
 
-/// The steady state's system calls, found by reading the code and by running the e2e,
-/// sessions, leaks, dataplane and interop tiers (reload, status, re-resolution, rekey,
-/// keepalive, `down --now` ending wrapped processes, teardown) with the mismatch
-/// action switched to SECCOMP_RET_LOG: the kernel's audit log (type=1326) showed no
-/// call outside this list; `strace -f -c -p` on running supervisors agrees. To extend
-/// it, do the same: a missing call shows up as the supervisor dying of SIGSYS, and
-/// the audit line names the syscall number.
-fn allow_list() -> io::Result<BTreeMap<i64, Vec<SeccompRule>>> {
-    use SeccompCmpArgLen::{Dword, Qword};
-    use SeccompCmpOp::{Eq, MaskedEq};
-    let mut list: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    let mut allow = |calls: &[i64]| {
-        for call in calls {
-            list.insert(*call, vec![]);
-        }
-    };
-
-    // Memory: the allocator, thread stacks. Never executable memory (no W^X escape).
-    allow(&[
+/// System calls the steady state makes with any arguments, by what makes them.
+const PLAIN: &[&[i64]] = &[
+    // Memory: the allocator, thread stacks (mmap and mprotect have argument rules:
+    // never executable memory).
+    &[
         libc::SYS_brk,
         libc::SYS_munmap,
         libc::SYS_mremap,
         libc::SYS_madvise,
-    ]);
+    ],
     // Threads and their synchronisation; a thread's exit (sigaltstack teardown, rseq
     // and robust list at start for threads started by other stages later).
-    allow(&[
+    &[
         libc::SYS_futex,
         libc::SYS_sched_yield,
         libc::SYS_sched_getaffinity,
@@ -160,19 +146,19 @@ fn allow_list() -> io::Result<BTreeMap<i64, Vec<SeccompRule>>> {
         libc::SYS_geteuid,
         libc::SYS_getgid,
         libc::SYS_getegid,
-    ]);
+    ],
     // Time (the vDSO usually answers; these are its fallbacks) and sleeping.
-    allow(&[
+    &[
         libc::SYS_clock_gettime,
         libc::SYS_clock_getres,
         libc::SYS_gettimeofday,
         libc::SYS_clock_nanosleep,
         libc::SYS_nanosleep,
-    ]);
+    ],
     // Keys and nonces (boringtun, DNS query ids).
-    allow(&[libc::SYS_getrandom]);
+    &[libc::SYS_getrandom],
     // Descriptors: TUN and socket I/O, the readiness pipe, logs on stderr.
-    allow(&[
+    &[
         libc::SYS_read,
         libc::SYS_readv,
         libc::SYS_write,
@@ -181,11 +167,11 @@ fn allow_list() -> io::Result<BTreeMap<i64, Vec<SeccompRule>>> {
         libc::SYS_fcntl,
         libc::SYS_lseek,
         libc::SYS_ppoll,
-    ]);
+    ],
     // Sockets: batched UDP with GSO/GRO on the host socket, DNS on the second host
     // socket, rtnetlink for `reload`'s routes, the control socket (SO_PEERCRED,
-    // timeouts), `status`'s listen port.
-    allow(&[
+    // timeouts, the listeners an `exec -p` hands over), `status`'s listen port.
+    &[
         libc::SYS_recvmmsg,
         libc::SYS_sendmmsg,
         libc::SYS_recvmsg,
@@ -197,10 +183,10 @@ fn allow_list() -> io::Result<BTreeMap<i64, Vec<SeccompRule>>> {
         libc::SYS_getpeername,
         libc::SYS_getsockopt,
         libc::SYS_setsockopt,
-    ]);
+    ],
     // The session directory: registrations, the hold file, the lock, `state`, the
     // teardown; /proc for start times and namespaces of wrapped processes.
-    allow(&[
+    &[
         libc::SYS_openat,
         libc::SYS_newfstatat,
         libc::SYS_statx,
@@ -213,41 +199,49 @@ fn allow_list() -> io::Result<BTreeMap<i64, Vec<SeccompRule>>> {
         libc::SYS_flock,
         libc::SYS_fsync,
         libc::SYS_fdatasync,
-    ]);
+    ],
     // Wrapped processes: watched and, on `down --now`, ended through pidfds.
-    allow(&[libc::SYS_pidfd_open, libc::SYS_pidfd_send_signal]);
-
-    // Port publishing (publish/ stage, parallel work): connections accepted on the
-    // host side and spliced to services inside the namespace.
-    allow(&[
+    &[libc::SYS_pidfd_open, libc::SYS_pidfd_send_signal],
+    // Port publishing (`publish/`): host connections accepted and spliced through
+    // pipes to services inside the namespace by one epoll loop, whose epoll and
+    // wake-up eventfd are created before confinement. Publishing only connects
+    // inside the namespace: no bind or listen there.
+    &[
         libc::SYS_connect,
         libc::SYS_shutdown,
         libc::SYS_splice,
         libc::SYS_pipe2,
-        // Should it open a listener in the namespace after set-up.
-        libc::SYS_bind,
-        libc::SYS_listen,
-    ]);
-    // Event-loop rewrite of the data plane (parallel work) and publishing.
-    allow(&[
-        libc::SYS_epoll_create1,
         libc::SYS_epoll_ctl,
         libc::SYS_epoll_pwait,
         libc::SYS_epoll_pwait2,
-        libc::SYS_eventfd2,
-        libc::SYS_timerfd_create,
-        libc::SYS_timerfd_settime,
-        libc::SYS_timerfd_gettime,
-    ]);
+    ],
     // The older forms of calls above that x86_64 still has (aarch64 has only the
     // newer ones: ppoll, epoll_pwait, clock_gettime, renameat2).
     #[cfg(target_arch = "x86_64")]
-    allow(&[
+    &[
         libc::SYS_poll,
         libc::SYS_epoll_wait,
         libc::SYS_time,
         libc::SYS_renameat,
-    ]);
+    ],
+];
+
+/// The steady state's system calls: [`PLAIN`], and the calls below with the
+/// arguments they may take. Found by reading the code and by running the e2e,
+/// sessions, leaks, dataplane and interop tiers (reload, status, re-resolution, rekey,
+/// keepalive, `down --now` ending wrapped processes, teardown) with the mismatch
+/// action switched to SECCOMP_RET_LOG: the kernel's audit log (type=1326) showed no
+/// call outside this list; `strace -f -c -p` on running supervisors agrees. To extend
+/// it, do the same: a missing call shows up as the supervisor dying of SIGSYS, and
+/// the audit line names the syscall number.
+fn allow_list() -> io::Result<BTreeMap<i64, Vec<SeccompRule>>> {
+    use SeccompCmpArgLen::{Dword, Qword};
+    use SeccompCmpOp::{Eq, MaskedEq};
+    let mut list: BTreeMap<i64, Vec<SeccompRule>> = PLAIN
+        .iter()
+        .flat_map(|group| group.iter())
+        .map(|call| (*call, vec![]))
+        .collect();
 
     let prot_exec = libc::PROT_EXEC as u64;
     // mmap/mprotect: never PROT_EXEC (arg 2).
@@ -360,6 +354,19 @@ mod tests {
             unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) }
         });
         assert_eq!(netlink.signal(), Some(libc::SIGSYS), "{netlink:?}");
+        // An Internet socket may be made (publishing connects with one), but not
+        // turned into a listener inside the namespace.
+        let listener = in_confined_child(|| {
+            // SAFETY: plain socket calls on a descriptor this child owns.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                if fd < 0 {
+                    return 3;
+                }
+                libc::listen(fd, 1)
+            }
+        });
+        assert_eq!(listener.signal(), Some(libc::SIGSYS), "{listener:?}");
         let exec_mem = in_confined_child(|| {
             // SAFETY: an anonymous mapping that nothing uses.
             let p = unsafe {
