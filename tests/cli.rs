@@ -400,8 +400,34 @@ fn verbose_up_wait_reports_endpoint_handshake_and_supervisor_log() {
 fn down_now_shows_progress_while_processes_take_their_time() {
     let sb = Sandbox::new();
     let (_peer, _) = sb.virtual_peer("work");
-    // A wrapped process that ignores TERM: the supervisor has to KILL it after its
-    // grace period, so `down --now` waits for seconds.
+    const WAITING: &str =
+        "waiting for work's wrapped processes to exit (TERM, then KILL after 3 s)";
+
+    // Not a terminal: one plain line.
+    let stubborn = start_stubborn(&sb);
+    let out = sb.run(sb.wg_wrap(&["down", "--now", "work"]));
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("wg-wrap: {WAITING}")), "{err}");
+    assert!(!err.contains('\r'), "{err:?}");
+    assert_eq!(stdout(&out), "wg-wrap: work is down\n");
+    expect_killed(stubborn);
+
+    // A terminal: a spinner redrawn in place while the supervisor waits.
+    let stubborn = start_stubborn(&sb);
+    let (code, _, tty) = run_with_tty_stderr(sb.wg_wrap(&["down", "--now", "work"]));
+    assert_eq!(code, Some(0), "{tty:?}");
+    assert!(tty.contains(&format!("\r\x1b[K⠙ {WAITING}")), "{tty:?}");
+    assert!(
+        tty.matches(WAITING).count() > 3,
+        "the spinner never moved: {tty:?}"
+    );
+    expect_killed(stubborn);
+}
+
+/// A wrapped process that ignores TERM: the supervisor has to KILL it after its
+/// grace period, so `down --now` waits for seconds. Returns once it runs.
+fn start_stubborn(sb: &Sandbox) -> std::process::Child {
     let mut cmd = sb.wg_wrap(&exec_args(
         "work",
         &["sh", "-c", "trap '' TERM; echo ready; exec sleep 60"],
@@ -416,18 +442,10 @@ fn down_now_shows_progress_while_processes_take_their_time() {
         .read_exact(&mut line)
         .unwrap();
     assert_eq!(&line, b"ready\n");
+    stubborn
+}
 
-    let out = sb.run(sb.wg_wrap(&["down", "--now", "work"]));
-    assert_success(&out);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(
-            "wg-wrap: waiting for work's wrapped processes to exit (TERM, then KILL after 3 s)"
-        ),
-        "{err}"
-    );
-    assert!(!err.contains('\r'), "{err:?}");
-    assert_eq!(stdout(&out), "wg-wrap: work is down\n");
+fn expect_killed(stubborn: std::process::Child) {
     let out = wait_output(stubborn, COMMAND_TIMEOUT);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&out.status),

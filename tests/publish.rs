@@ -367,6 +367,11 @@ fn exec_ports_live_as_long_as_the_command() {
         .unwrap()["owner_pid"]
         .as_u64()
         .unwrap() as u32;
+    // Neither exec's command holds its host listener: the one that started the
+    // session handed it in at the start, the joining one over the control socket.
+    let supervisor = status(&sb, "work")["supervisor_pid"].as_u64().unwrap() as u32;
+    assert_only_the_supervisor_holds(&sb, supervisor, 18090);
+    assert_only_the_supervisor_holds(&sb, supervisor, 18091);
 
     // The sleeper ends: its port goes, the service's stays.
     signal(sleeper, rustix::process::Signal::KILL);

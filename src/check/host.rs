@@ -307,6 +307,26 @@ pub(crate) mod tests {
         let c = runtime_dir(&d);
         assert_eq!(c.status, Status::Error, "{c:?}");
         assert!(c.message.contains("others can write to it"), "{c:?}");
+        // Someone else's directory: refused too. As root, a directory given to
+        // `nobody`; as anyone else, the root directory (owned by root).
+        let mut foreign = dirs(&fake);
+        if rustix::process::geteuid().is_root() {
+            foreign.runtime = fake.base.join("foreign");
+            std::fs::create_dir(&foreign.runtime).unwrap();
+            std::os::unix::fs::chown(&foreign.runtime, Some(65534), Some(65534)).unwrap();
+        } else {
+            foreign.runtime = PathBuf::from("/");
+        }
+        let c = runtime_dir(&foreign);
+        assert_eq!(c.status, Status::Error, "{c:?}");
+        assert!(c.message.contains("not by you"), "{c:?}");
+        assert!(
+            c.fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("WG_WRAP_RUNTIME_DIR"),
+            "{c:?}"
+        );
         // No XDG_RUNTIME_DIR: the /tmp fallback, with a warning.
         let mut fallback = Dirs::from_vars(|_| None, rustix::process::getuid().as_raw());
         assert!(fallback.runtime_is_fallback);
