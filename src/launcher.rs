@@ -134,6 +134,14 @@ pub fn dump_embedded(path: &Path) -> anyhow::Result<()> {
         .mode(0o755)
         .open(path)
         .with_context(|| format!("create {}", path.display()))?;
+    // Only ever a regular file: as root, `__dump-launcher /dev/null` would otherwise
+    // make /dev/null executable and unwritable for everyone else.
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        bail!(
+            "{} is not a regular file: name a new file for the launcher",
+            path.display()
+        );
+    }
     // `mode` applies only to a newly created file (and under the umask).
     file.set_permissions(std::fs::Permissions::from_mode(0o755))
         .and_then(|()| file.write_all(EMBEDDED))

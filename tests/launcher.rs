@@ -15,7 +15,7 @@
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -81,6 +81,30 @@ fn dump_launcher_subcommand_writes_the_embedded_bytes() {
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o755
+    );
+
+    // Never anything but a regular file: a FIFO (with a reader, so opening it does not
+    // block) is refused and keeps its mode, as /dev/null would under root.
+    let fifo = dir.path().join("fifo");
+    assert!(run(Command::new("mkfifo").arg("-m").arg("0644").arg(&fifo))
+        .status
+        .success());
+    let _reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(&fifo)
+        .unwrap();
+    let output = run(Command::new(env!("CARGO_BIN_EXE_wg-wrap"))
+        .arg("__dump-launcher")
+        .arg(&fifo));
+    assert_eq!(output.status.code(), Some(125), "{output:?}");
+    assert!(
+        stderr(&output).contains("is not a regular file"),
+        "{output:?}"
+    );
+    assert_eq!(
+        fs::metadata(&fifo).unwrap().permissions().mode() & 0o777,
+        0o644
     );
 }
 
