@@ -348,9 +348,42 @@ struct SuperviseArgs {
     profile: String,
 }
 
+/// Stage 1's fast path for the form scripts and desktop launchers run most:
+/// `exec PROFILE -- COMMAND...`, with no option anywhere before the `--`. For that
+/// shape clap's answer is known, and building clap's whole command tree first was the
+/// largest single cost of a join into a running session (about 0.2 ms of ~2 ms,
+/// `bench/join.sh`). Anything else, including every malformed form, goes to clap; a
+/// differential test holds the two to the same result.
+fn plain_exec(args: &[OsString]) -> Option<Cli> {
+    let [_, exec, profile, dashes, command @ ..] = args else {
+        return None;
+    };
+    let profile = profile.to_str()?;
+    if exec != "exec" || dashes != "--" || command.is_empty() {
+        return None;
+    }
+    if profile.is_empty() || profile.starts_with('-') {
+        return None;
+    }
+    Some(Cli {
+        quiet: false,
+        verbose: false,
+        command: Cmd::Exec {
+            profile: profile.to_owned(),
+            publish: PublishArgs { specs: Vec::new() },
+            command: command.to_vec(),
+        },
+    })
+}
+
 fn main() -> ExitCode {
     // Stage 1: parse.
-    let cli = match Cli::try_parse() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let parsed = match plain_exec(&args) {
+        Some(cli) => Ok(cli),
+        None => Cli::try_parse_from(args),
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -511,6 +544,86 @@ mod tests {
     #[test]
     fn the_cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Whatever `plain_exec` takes, clap parses to the same; everything else it
+    /// leaves to clap.
+    #[test]
+    fn the_exec_fast_path_agrees_with_clap() {
+        let taken: &[&[&str]] = &[
+            &["exec", "work", "--", "true"],
+            &[
+                "exec",
+                "./home.conf",
+                "--",
+                "curl",
+                "-v",
+                "--",
+                "-p",
+                "1:2",
+                "",
+            ],
+            &["exec", "help", "--", "--help"],
+            &["exec", "work", "--", "-q"],
+            &["exec", "w o r k", "--", "sh", "-c", "exit 7"],
+        ];
+        for args in taken {
+            let argv: Vec<OsString> = std::iter::once("wg-wrap")
+                .chain(args.iter().copied())
+                .map(OsString::from)
+                .collect();
+            let fast = plain_exec(&argv).unwrap_or_else(|| panic!("not taken: {args:?}"));
+            let slow = parse(args).unwrap();
+            assert_eq!((fast.quiet, fast.verbose), (slow.quiet, slow.verbose));
+            match (fast.command, slow.command) {
+                (
+                    Cmd::Exec {
+                        profile: p1,
+                        publish: s1,
+                        command: c1,
+                    },
+                    Cmd::Exec {
+                        profile: p2,
+                        publish: s2,
+                        command: c2,
+                    },
+                ) => {
+                    assert_eq!(p1, p2, "{args:?}");
+                    assert!(s1.specs.is_empty() && s2.specs.is_empty(), "{args:?}");
+                    assert_eq!(c1, c2, "{args:?}");
+                }
+                _ => panic!("clap did not parse {args:?} as exec"),
+            }
+        }
+        let left: &[&[&str]] = &[
+            &["exec", "work", "true"],
+            &["exec", "-p", "80:80", "work", "--", "true"],
+            &["exec", "work", "-p", "80:80", "--", "true"],
+            &["exec", "-q", "work", "--", "true"],
+            &["-v", "exec", "work", "--", "true"],
+            &["exec", "work", "--"],
+            &["exec", "--", "work", "--", "true"],
+            &["exec", "", "--", "true"],
+            &["exec", "--help"],
+            &["shell", "work", "--", "true"],
+        ];
+        for args in left {
+            let argv: Vec<OsString> = std::iter::once("wg-wrap")
+                .chain(args.iter().copied())
+                .map(OsString::from)
+                .collect();
+            assert!(plain_exec(&argv).is_none(), "taken: {args:?}");
+        }
+        // Not UTF-8: clap's error, not ours.
+        use std::os::unix::ffi::OsStringExt;
+        let argv = vec![
+            OsString::from("wg-wrap"),
+            OsString::from("exec"),
+            OsString::from_vec(vec![0xff, b'w']),
+            OsString::from("--"),
+            OsString::from("true"),
+        ];
+        assert!(plain_exec(&argv).is_none());
     }
 
     #[test]
