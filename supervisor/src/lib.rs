@@ -42,7 +42,10 @@
 //!    listeners stay in the host's network namespace where the CLI opened them, and a
 //!    thread (idle in `epoll_wait` until then) accepts there, connects to `127.0.0.1:NS_PORT`
 //!    (or `[::1]`) in ours and splices both ways (UDP: a flow per client); an `exec`'s
-//!    ports end with its process (a pidfd), an `up`'s with the session;
+//!    ports end with its process (a pidfd), an `up`'s with the session. Connections
+//!    and flows together hold at most three quarters of the descriptor limit: beyond
+//!    that clients wait in the backlog, so whoever reaches a port cannot starve the
+//!    session's other threads;
 //! 9. waits until neither an `up` hold nor a registered process remains
 //!    (`session/lifecycle.rs`), removes the session's files under the profile lock and
 //!    exits. The namespace, TUN included, disappears with its last process.
@@ -62,7 +65,7 @@
 //! | `namespace/` | the namespace's network, files and TUN device | `contract` |
 //! | `dataplane/` | packets between the TUN device and the host socket | `namespace` (the TUN device), `sys` |
 //! | `reresolve/` | hostname endpoints looked up again on the host network | `contract`, `dataplane`, `namespace` |
-//! | `publish/` | published ports: host listeners relayed into the namespace | `contract` |
+//! | `publish/` | published ports: host listeners relayed into the namespace | `contract`, `sys` |
 //! | `session/` | the start-up sequence, the control server, reference counting | all of the above |
 
 #![deny(unsafe_code)]

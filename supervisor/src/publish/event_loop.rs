@@ -27,6 +27,15 @@ use std::time::{Duration, Instant};
 
 /// How often idle UDP flows are looked for, while there are any.
 const SWEEP: Duration = Duration::from_secs(1);
+/// Descriptors a relayed TCP connection holds: the accepted client, the socket inside
+/// the namespace, and a pipe (two descriptors) per direction.
+const TCP_FDS: usize = 6;
+/// Descriptors a UDP flow holds: its socket inside the namespace.
+const FLOW_FDS: usize = 1;
+/// Descriptors left to the rest of the supervisor whatever the relay holds: control
+/// requests, the session directory, a pidfd per wrapped process (at least this many,
+/// and at least a quarter of the limit).
+const RESERVED_FDS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -91,14 +100,25 @@ pub(super) struct Loop {
     buf: Vec<u8>,
     udp_idle: Duration,
     /// TCP listeners that stopped accepting for want of descriptors: tried again when
-    /// a connection closes (being edge-triggered, they would not wake us otherwise).
+    /// a connection closes or a flow expires (being edge-triggered, they would not
+    /// wake us otherwise).
     stalled: Vec<usize>,
+    /// Descriptors relayed connections and flows may hold together. Anyone who can
+    /// reach a published port could otherwise open connections until the process is
+    /// out of descriptors, and the session's other threads (which then fail to open
+    /// anything) with it. At the budget, clients wait in the listener's backlog.
+    fd_budget: usize,
 }
 
 /// Start the relay thread.
-pub(super) fn spawn(shared: Arc<Shared>, udp_idle: Duration) -> io::Result<()> {
-    raise_descriptor_limit();
-    let mut l = Loop::new(shared, udp_idle)?;
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    udp_idle: Duration,
+    fd_budget: Option<usize>,
+) -> io::Result<()> {
+    let limit = raise_descriptor_limit();
+    let budget = fd_budget.unwrap_or_else(|| budget_of(limit));
+    let mut l = Loop::new(shared, udp_idle, budget)?;
     std::thread::Builder::new()
         .name("publish".into())
         .spawn(move || l.run())?;
@@ -106,18 +126,26 @@ pub(super) fn spawn(shared: Arc<Shared>, udp_idle: Duration) -> io::Result<()> {
 }
 
 /// Each relayed connection holds six descriptors (two sockets, two pipes): take the
-/// hard limit rather than the 1024 most sessions start with.
-fn raise_descriptor_limit() {
+/// hard limit rather than the 1024 most sessions start with. Returns the limit now
+/// in force.
+fn raise_descriptor_limit() -> usize {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
         limit.current = limit.maximum;
         let _ = setrlimit(Resource::Nofile, limit);
     }
+    let now = getrlimit(Resource::Nofile).current;
+    now.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// What the relay may hold of a descriptor limit of `limit` (see `Loop::fd_budget`).
+fn budget_of(limit: usize) -> usize {
+    limit.saturating_sub(RESERVED_FDS.max(limit / 4))
 }
 
 impl Loop {
-    fn new(shared: Arc<Shared>, udp_idle: Duration) -> io::Result<Loop> {
+    fn new(shared: Arc<Shared>, udp_idle: Duration, fd_budget: usize) -> io::Result<Loop> {
         let epoll = epoll::create(CreateFlags::CLOEXEC)?;
         epoll::add(&epoll, &shared.wake, Source::Wake.data(), EventFlags::IN)?;
         Ok(Loop {
@@ -130,7 +158,28 @@ impl Loop {
             buf: vec![0; 65536],
             udp_idle,
             stalled: Vec::new(),
+            fd_budget,
         })
+    }
+
+    /// Whether `more` descriptors fit in the budget next to what connections and
+    /// flows hold now.
+    fn fits(&self, more: usize) -> bool {
+        self.conns.len() * TCP_FDS + self.flows.len() * FLOW_FDS + more <= self.fd_budget
+    }
+
+    /// Let a listener that stopped accepting wait for descriptors to come free.
+    fn stall(&mut self, i: usize) {
+        if !self.stalled.contains(&i) {
+            self.stalled.push(i);
+        }
+    }
+
+    /// Descriptors came free: the stalled listeners accept again.
+    fn retry_stalled(&mut self) {
+        for i in std::mem::take(&mut self.stalled) {
+            self.on_listener(i);
+        }
     }
 
     fn run(&mut self) {
@@ -231,6 +280,11 @@ impl Loop {
             return self.on_udp_host(i, info);
         }
         loop {
+            if !self.fits(TCP_FDS) {
+                // At the budget: the rest wait in the backlog until a connection
+                // closes or a flow expires.
+                return self.stall(i);
+            }
             let Some(Port {
                 kind: Kind::Tcp(listener),
                 ..
@@ -239,30 +293,30 @@ impl Loop {
                 return;
             };
             match net::accept_with(&*listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
-                Ok(client) => self.relay(i, client, &info),
+                Ok(client) => {
+                    if !self.relay(i, client, &info) {
+                        return self.stall(i);
+                    }
+                }
                 Err(Errno::INTR) | Err(Errno::CONNABORTED) => {}
                 Err(Errno::AGAIN) => return,
-                // Out of descriptors or memory: the rest wait in the backlog until a
-                // connection closes.
-                Err(_) => {
-                    if !self.stalled.contains(&i) {
-                        self.stalled.push(i);
-                    }
-                    return;
-                }
+                // Out of descriptors or memory all the same: as at the budget.
+                Err(_) => return self.stall(i),
             }
         }
     }
 
-    /// Start relaying an accepted client of port `i`.
-    fn relay(&mut self, i: usize, client: OwnedFd, info: &Arc<PortInfo>) {
-        // A connect refused at once has reset the client already.
-        let Ok(conn) = Conn::open(i, client, info.spec.ns_addr(), info.clone()) else {
-            return;
+    /// Start relaying an accepted client of port `i`; false when the process ran out
+    /// of descriptors or memory doing so (that client is lost; the listener should
+    /// wait before accepting more).
+    fn relay(&mut self, i: usize, client: OwnedFd, info: &Arc<PortInfo>) -> bool {
+        let conn = match Conn::open(i, client, info.spec.ns_addr(), info.clone()) {
+            Ok(conn) => conn,
+            Err(e) => return !crate::sys::is_exhaustion(&e),
         };
         let c = self.conns.insert(conn);
         let Some(conn) = self.conns.get_mut(c) else {
-            return;
+            return true;
         };
         let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
         let added = epoll::add(&self.epoll, &conn.client, Source::Client(c).data(), flags)
@@ -270,10 +324,12 @@ impl Loop {
         if added.is_err() {
             self.conns.remove(c);
         }
+        true
     }
 
     fn on_udp_host(&mut self, i: usize, info: Arc<PortInfo>) {
         for _ in 0..udp::HOST_BATCH {
+            let room = self.fits(FLOW_FDS);
             let Some(Port {
                 kind: Kind::Udp(port),
                 ..
@@ -287,7 +343,7 @@ impl Loop {
             let f = match port.flows.get(&client) {
                 Some(&f) => f,
                 None => {
-                    if port.flows.len() >= udp::MAX_FLOWS {
+                    if port.flows.len() >= udp::MAX_FLOWS || !room {
                         continue;
                     }
                     let Ok(flow) = Flow::open(i, client, info.spec.ns_addr(), info.clone()) else {
@@ -334,6 +390,14 @@ impl Loop {
     }
 
     fn expire_flows(&mut self) {
+        let before = self.flows.len();
+        self.remove_idle_flows();
+        if self.flows.len() < before {
+            self.retry_stalled();
+        }
+    }
+
+    fn remove_idle_flows(&mut self) {
         let now = Instant::now();
         for f in self.flows.indices() {
             let Some(flow) = self.flows.get_mut(f) else {
@@ -360,9 +424,7 @@ impl Loop {
         if conn.on_event(side, flags.contains(EventFlags::ERR)) == tcp::State::Closed {
             // Closing the sockets also takes them out of the epoll set.
             self.conns.remove(c);
-            for i in std::mem::take(&mut self.stalled) {
-                self.on_listener(i);
-            }
+            self.retry_stalled();
         }
     }
 
@@ -402,5 +464,7 @@ impl Loop {
             }
         }
         lock(&self.shared.table).retain(|info| !Arc::ptr_eq(info, &port.info));
+        self.stalled.retain(|&i| i != p);
+        self.retry_stalled();
     }
 }

@@ -70,18 +70,20 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new() -> io::Result<Publisher> {
-        Publisher::with_udp_idle(UDP_IDLE)
+        Publisher::with_limits(UDP_IDLE, None)
     }
 
-    /// Start the relay thread.
-    fn with_udp_idle(udp_idle: Duration) -> io::Result<Publisher> {
+    /// Start the relay thread, with UDP flows ending after `udp_idle` and, given
+    /// `fd_budget`, at most that many descriptors held by connections and flows
+    /// (otherwise a share of the process's limit).
+    fn with_limits(udp_idle: Duration, fd_budget: Option<usize>) -> io::Result<Publisher> {
         let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         let shared = Arc::new(Shared {
             table: Mutex::new(Vec::new()),
             queue: Mutex::new(Vec::new()),
             wake,
         });
-        event_loop::spawn(shared.clone(), udp_idle)?;
+        event_loop::spawn(shared.clone(), udp_idle, fd_budget)?;
         Ok(Publisher { shared })
     }
 
@@ -193,6 +195,9 @@ impl<T> Slab<T> {
     }
     fn is_empty(&self) -> bool {
         self.items.len() == self.free.len()
+    }
+    fn len(&self) -> usize {
+        self.items.len() - self.free.len()
     }
 }
 

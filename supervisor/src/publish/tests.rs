@@ -274,7 +274,7 @@ fn udp_flows_keep_boundaries_and_clients_apart_and_expire() {
             let _ = service.send_to(&buf[..n], from);
         }
     });
-    let p = Publisher::with_udp_idle(Duration::from_secs(3)).unwrap();
+    let p = Publisher::with_limits(Duration::from_secs(3), None).unwrap();
     let host_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let host = host_socket.local_addr().unwrap();
     p.add(
@@ -326,4 +326,56 @@ fn a_socket_that_does_not_match_its_spec_is_refused() {
         .unwrap_err();
     assert!(err.contains("not a listening socket"), "{err}");
     assert!(p.status().is_empty());
+}
+
+/// Anyone who can reach a published port could open connections until the supervisor
+/// is out of descriptors, and with them its other threads (the session would end).
+/// At the budget the relay stops accepting: clients wait in the listener's backlog,
+/// and one is taken on for each connection that ends.
+#[test]
+fn connections_beyond_the_descriptor_budget_wait_in_the_backlog() {
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Room for two relayed connections (six descriptors each).
+    let p = Publisher::with_limits(UDP_IDLE, Some(12)).unwrap();
+    let host = publish_tcp(&p, service.local_addr().unwrap().port(), None);
+    let mut clients: Vec<TcpStream> = (0..5).map(|_| connect(host)).collect();
+    let mut inner: Vec<TcpStream> = (0..2).map(|_| accept(&service)).collect();
+    until("two relayed connections", || p.status()[0].connections == 2);
+    // No third: the service is asked for nothing more while the budget is spent.
+    service.set_nonblocking(true).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        service.accept().map_err(|e| e.kind()).err(),
+        Some(ErrorKind::WouldBlock)
+    );
+    assert_eq!(p.status()[0].total_connections, 2);
+    service.set_nonblocking(false).unwrap();
+
+    // The relayed ones work.
+    for (k, (c, s)) in clients.iter_mut().zip(inner.iter_mut()).enumerate() {
+        c.write_all(&[k as u8; 1000]).unwrap();
+        let mut got = [0u8; 1000];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, [k as u8; 1000]);
+    }
+    // One ends: the next waiting client is taken on, and its bytes go through.
+    drop(clients.remove(0));
+    drop(inner.remove(0));
+    let mut third = accept(&service);
+    clients[1].write_all(b"waited").unwrap();
+    let mut got = [0u8; 6];
+    third.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"waited");
+    until("two relayed connections again", || {
+        p.status()[0].connections == 2 && p.status()[0].total_connections == 3
+    });
+    // The relayed ones end: the last two waiting are taken on in turn.
+    let waiting = clients.split_off(2);
+    drop((clients, inner, third));
+    let late: Vec<TcpStream> = (0..2).map(|_| accept(&service)).collect();
+    until("all five relayed", || p.status()[0].total_connections == 5);
+    drop((waiting, late));
+    until("no relayed connection left", || {
+        p.status()[0].connections == 0
+    });
 }

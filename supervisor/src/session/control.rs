@@ -164,7 +164,12 @@ impl Control {
             .name("control".into())
             .spawn(move || {
                 for stream in listener.incoming() {
-                    let Ok(stream) = stream else { continue };
+                    let Ok(stream) = stream else {
+                        // Out of descriptors, say: accept fails at once while the
+                        // request waits, so pause instead of spinning.
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    };
                     // A misbehaving client must not stop the server.
                     let _ = self.handle(stream);
                 }

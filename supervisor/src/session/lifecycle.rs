@@ -218,7 +218,14 @@ impl Lifecycle {
 
     /// Pick up new registrations; drop garbage and dead or recycled PIDs.
     fn scan(&mut self) -> io::Result<()> {
-        let names = list_dir(self.pids.as_fd())?;
+        let names = match list_dir(self.pids.as_fd()) {
+            Ok(names) => names,
+            // Out of descriptors for now (port publishing is held to a budget, but
+            // the limit is shared): look again at the next event or rescan rather
+            // than end the session.
+            Err(e) if crate::sys::is_exhaustion(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         // A removed file is an explicit unregistration (the process may live on).
         self.watched
             .retain(|w| !w.registered || names.iter().any(|n| parse_pid_name(n) == Some(w.pid)));
@@ -235,24 +242,36 @@ impl Lifecycle {
                 continue;
             }
             match self.verify(pid, &name) {
-                Some(pidfd) => self.watched.push(Watched {
+                Ok(Some(pidfd)) => self.watched.push(Watched {
                     pid,
                     pidfd,
                     registered: true,
                 }),
-                None => self.unregister(&name),
+                Ok(None) => self.unregister(&name),
+                // No pidfd to be had now: keep the registration for the next look.
+                Err(_) => {}
             }
         }
         Ok(())
     }
 
-    /// A pidfd for a registered PID, if that PID is still the process that registered.
-    fn verify(&self, pid: u32, name: &str) -> Option<OwnedFd> {
-        let recorded = profile_dir::recorded_start_time(self.pids.as_fd(), name)?;
+    /// A pidfd for a registered PID, if that PID is still the process that registered;
+    /// an error when no descriptor could be had to find out.
+    fn verify(&self, pid: u32, name: &str) -> Result<Option<OwnedFd>, Errno> {
+        let Some(recorded) = profile_dir::recorded_start_time(self.pids.as_fd(), name) else {
+            return Ok(None);
+        };
+        let Some(pid_t) = Pid::from_raw(pid as i32) else {
+            return Ok(None);
+        };
         // Open the pidfd first: if the start time still matches afterwards, the pidfd
         // refers to the registered process and not to a later holder of the PID.
-        let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
-        (proc_start_time(pid)? == recorded).then_some(pidfd)
+        let pidfd = match pidfd_open(pid_t, PidfdFlags::empty()) {
+            Ok(pidfd) => pidfd,
+            Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOMEM)) => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        Ok((proc_start_time(pid) == Some(recorded)).then_some(pidfd))
     }
 
     fn unregister(&self, name: &str) {

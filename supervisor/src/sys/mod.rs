@@ -3,7 +3,7 @@
 //! batched UDP socket calls with GSO/GRO control messages ([`mmsg`]), and giving up
 //! privileges once set-up is done ([`confine`]: capabilities, no_new_privs, seccomp).
 
-use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
+use rustix::io::{fcntl_getfd, fcntl_setfd, Errno, FdFlags};
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -32,4 +32,13 @@ pub fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
     // supervisor alone, and no other owner exists in this process: the caller takes
     // each number once, before anything else could have wrapped it.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Out of descriptors or memory: a condition to wait out (something else holds them
+/// for now), not a failure of the operation that ran into it.
+pub fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::NOBUFS)
+    )
 }
