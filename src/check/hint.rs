@@ -57,6 +57,9 @@ pub fn cause_of_launcher_step(step: &str, errno: &str, restricting: bool) -> Opt
         "make / private" | "capset" | "ambient CAP_NET_ADMIN" | "ambient CAP_SYS_ADMIN"
     );
     match (step, errno) {
+        // AppArmor answers EACCES when its policy denies the user namespace itself
+        // (a confining profile without a `userns` rule).
+        ("unshare", "EACCES") if restricting => Some(APPARMOR),
         ("unshare", "EPERM" | "ENOSPC" | "EUSERS") => Some(USERNS_OFF),
         _ if (map_step || capability_step) && restricting => Some(APPARMOR),
         ("write /proc/self/uid_map", "EACCES") => Some(UNREADABLE_LAUNCHER),
@@ -134,6 +137,9 @@ mod tests {
         let c = |step, errno, r| cause_of_launcher_step(step, errno, r).map(|c| c.check);
         assert_eq!(c("unshare", "EPERM", false), Some("userns"));
         assert_eq!(c("unshare", "ENOSPC", true), Some("userns"));
+        // A confining profile without a `userns` rule.
+        assert_eq!(c("unshare", "EACCES", true), Some("apparmor"));
+        assert_eq!(c("unshare", "EACCES", false), None);
         // The AppArmor restriction: unshare works, the maps do not.
         assert_eq!(
             c("write /proc/self/uid_map", "EPERM", true),

@@ -88,12 +88,37 @@ fn steps(out: &mut dyn Write) -> Result<(), (&'static str, io::Error)> {
 /// (Linux >= 5.8); `attr/current` belongs to whichever LSM is the major one, so it is
 /// used only where the AppArmor directory does not exist.
 fn read_label() -> Option<String> {
-    match std::fs::read_to_string("/proc/self/attr/apparmor/current") {
-        Ok(text) => Some(text),
+    let text = match std::fs::read_to_string("/proc/self/attr/apparmor/current") {
+        Ok(text) => text,
+        // Another LSM's context here (SELinux: `user:role:type:level`) is no label
+        // of AppArmor's, which reads `unconfined` or `NAME (MODE)`.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::read_to_string("/proc/self/attr/current").ok()
+            std::fs::read_to_string("/proc/self/attr/current")
+                .ok()
+                .filter(|text| looks_like_apparmor(text.trim_end_matches(['\n', '\0'])))?
         }
-        Err(_) => None,
+        Err(_) => return None,
+    };
+    let text = text.trim_end_matches(['\n', '\0']);
+    (!text.trim().is_empty()).then(|| text.to_owned())
+}
+
+fn looks_like_apparmor(label: &str) -> bool {
+    label == "unconfined" || (label.ends_with(')') && label.contains(" ("))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_lsms_contexts_are_no_apparmor_labels() {
+        assert!(looks_like_apparmor("unconfined"));
+        assert!(looks_like_apparmor("wg-wrap (unconfined)"));
+        assert!(looks_like_apparmor("unprivileged_userns (enforce)"));
+        assert!(!looks_like_apparmor(
+            "unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023"
+        ));
+        assert!(!looks_like_apparmor("system_u:system_r:kernel_t:s0"));
     }
-    .filter(|text| !text.trim().is_empty())
 }
