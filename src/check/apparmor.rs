@@ -24,6 +24,8 @@ pub use label::Label;
 
 /// What the packages install, and how to load it.
 pub const PROFILE_FILE: &str = "/etc/apparmor.d/wg-wrap";
+/// The packages' copy of the profile, which their install scripts put in place.
+const SHIPPED_PROFILE: &str = "/usr/share/wg-wrap/apparmor/wg-wrap";
 pub const INSTALLED_BINARY: &str = "/usr/bin/wg-wrap";
 pub const INSTALLED_LAUNCHER: &str = "/usr/libexec/wg-wrap/launcher";
 /// The profile Ubuntu moves a restricted new user namespace into.
@@ -39,6 +41,12 @@ pub struct AppArmor {
     pub restrict: Option<i64>,
     /// This process's label (`attr/apparmor/current`, else `attr/current`).
     pub label: Option<String>,
+    /// The packages' profile is in /etc/apparmor.d. They install it only where
+    /// AppArmor 4 was there when they were configured: after a release upgrade that
+    /// brought AppArmor 4 (and the restriction) it can be missing.
+    pub profile_installed: bool,
+    /// The packages' copy of the profile (what their install scripts put in place).
+    pub profile_shipped: bool,
 }
 
 impl AppArmor {
@@ -49,6 +57,8 @@ impl AppArmor {
             enabled,
             restrict: roots.proc_number("sys/kernel/apparmor_restrict_unprivileged_userns"),
             label: read_label(&roots.proc.join("self/attr")),
+            profile_installed: roots.etc.join("apparmor.d/wg-wrap").is_file(),
+            profile_shipped: roots.usr.join("share/wg-wrap/apparmor/wg-wrap").is_file(),
         }
     }
 
@@ -145,11 +155,20 @@ pub fn check(aa: &AppArmor, child: Option<&ChildLabel>, exe: &Path) -> Check {
         Some(ChildLabel::Failed(why)) => format!("the user-namespace probe failed: {why}"),
         None => "no user-namespace probe ran".to_owned(),
     };
-    let mut fix = format!(
-        "install the wg-wrap package, whose AppArmor profile {PROFILE_FILE} covers \
-         {INSTALLED_BINARY} and {INSTALLED_LAUNCHER}, and load it: sudo apparmor_parser -r \
-         {PROFILE_FILE}"
-    );
+    let mut fix = if aa.profile_installed || !aa.profile_shipped {
+        format!(
+            "install the wg-wrap package, whose AppArmor profile {PROFILE_FILE} covers \
+             {INSTALLED_BINARY} and {INSTALLED_LAUNCHER}, and load it: sudo apparmor_parser -r \
+             {PROFILE_FILE}"
+        )
+    } else {
+        // The package is here, its profile is not (installed before AppArmor 4 was).
+        format!(
+            "install the package's AppArmor profile and load it: sudo install -m 0644 \
+             {SHIPPED_PROFILE} {PROFILE_FILE} && sudo apparmor_parser -r {PROFILE_FILE} (on \
+             Debian and Ubuntu `sudo dpkg-reconfigure wg-wrap` does both)"
+        )
+    };
     if exe != Path::new(INSTALLED_BINARY) {
         fix.push_str(&format!(
             " (the profile attaches by path: run {INSTALLED_BINARY}, not {})",
@@ -178,6 +197,8 @@ mod tests {
             enabled: true,
             restrict: Some(1),
             label: Some(label.to_owned()),
+            profile_installed: true,
+            profile_shipped: true,
         }
     }
 
@@ -201,6 +222,13 @@ mod tests {
             AppArmor::read(&fake.roots).label.as_deref(),
             Some("wg-wrap (unconfined)")
         );
+        // Where the packages' profile is: shipped, then installed.
+        let aa = AppArmor::read(&fake.roots);
+        assert!(!aa.profile_installed && !aa.profile_shipped);
+        fake.write("usr/share/wg-wrap/apparmor/wg-wrap", "profile\n");
+        assert!(AppArmor::read(&fake.roots).profile_shipped);
+        fake.write("etc/apparmor.d/wg-wrap", "profile\n");
+        assert!(AppArmor::read(&fake.roots).profile_installed);
     }
 
     #[test]
@@ -230,6 +258,22 @@ mod tests {
         );
         assert!(fix.contains("/usr/libexec/wg-wrap/launcher"), "{fix}");
         assert!(fix.contains("not /home/u/.cargo/bin/wg-wrap"), "{fix}");
+        // The package is installed but its profile is not (installed before AppArmor
+        // 4 came with a release upgrade): the fix puts the shipped copy in place.
+        let upgraded = AppArmor {
+            profile_installed: false,
+            ..restricted("unconfined")
+        };
+        let fix = check(&upgraded, Some(&child), Path::new(INSTALLED_BINARY))
+            .fix
+            .unwrap();
+        assert!(
+            fix.contains(
+                "sudo install -m 0644 /usr/share/wg-wrap/apparmor/wg-wrap /etc/apparmor.d/wg-wrap"
+            ),
+            "{fix}"
+        );
+        assert!(fix.contains("dpkg-reconfigure wg-wrap"), "{fix}");
         // A stacked label counts too, and no child answer falls back on our label.
         let stacked = ChildLabel::Label("wg-wrap//&unprivileged_userns (mixed)".into());
         assert_eq!(
@@ -284,6 +328,8 @@ mod tests {
             enabled: true,
             restrict: Some(0),
             label: Some("unconfined".into()),
+            profile_installed: false,
+            profile_shipped: false,
         };
         assert_eq!(check(&off, None, Path::new("/x")).status, Status::Ok);
         // Debian: AppArmor on, no such sysctl at all.

@@ -140,7 +140,7 @@ pub(crate) mod tests {
                 COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             ));
             let _ = std::fs::remove_dir_all(&base);
-            for dir in ["proc", "sys", "dev", "etc"] {
+            for dir in ["proc", "sys", "dev", "etc", "usr"] {
                 std::fs::create_dir_all(base.join(dir)).unwrap();
             }
             let roots = Roots {
@@ -148,6 +148,7 @@ pub(crate) mod tests {
                 sys: base.join("sys"),
                 dev: base.join("dev"),
                 etc: base.join("etc"),
+                usr: base.join("usr"),
             };
             FakeRoots { base, roots }
         }

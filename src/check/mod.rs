@@ -104,6 +104,7 @@ pub struct Roots {
     pub sys: PathBuf,
     pub dev: PathBuf,
     pub etc: PathBuf,
+    pub usr: PathBuf,
 }
 
 impl Roots {
@@ -113,6 +114,7 @@ impl Roots {
             sys: "/sys".into(),
             dev: "/dev".into(),
             etc: "/etc".into(),
+            usr: "/usr".into(),
         }
     }
 
