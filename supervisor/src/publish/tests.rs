@@ -379,3 +379,28 @@ fn connections_beyond_the_descriptor_budget_wait_in_the_backlog() {
         p.status()[0].connections == 0
     });
 }
+
+/// Both sockets of a relayed connection probe an idle peer after five minutes, so a
+/// client that vanished without a reset does not hold its descriptors for good.
+#[test]
+fn relayed_connections_use_tcp_keepalive() {
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = connect(host.local_addr().unwrap());
+    let (accepted, _) = host.accept().unwrap();
+    let info = Arc::new(PortInfo {
+        spec: spec(
+            host.local_addr().unwrap().port(),
+            service.local_addr().unwrap().port(),
+            "tcp",
+        ),
+        owner_pid: None,
+        active: AtomicU64::new(0),
+        total: AtomicU64::new(0),
+    });
+    let conn = tcp::Conn::open(0, accepted.into(), info.spec.ns_addr(), info.clone()).unwrap();
+    for fd in [&conn.client, &conn.inner] {
+        assert!(sockopt::socket_keepalive(fd).unwrap());
+        assert_eq!(sockopt::tcp_keepidle(fd).unwrap(), Duration::from_secs(300));
+    }
+}
