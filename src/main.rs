@@ -351,8 +351,8 @@ struct SuperviseArgs {
 /// Stage 1's fast path for the form scripts and desktop launchers run most:
 /// `exec PROFILE -- COMMAND...`, with no option anywhere before the `--`. For that
 /// shape clap's answer is known, and building clap's whole command tree first was the
-/// largest single cost of a join into a running session (about 0.2 ms of ~2 ms,
-/// `bench/join.sh`). Anything else, including every malformed form, goes to clap; a
+/// largest single cost of a join into a running session (0.1-0.2 ms of ~2 ms,
+/// `bench/join-ab.sh`). Anything else, including every malformed form, goes to clap; a
 /// differential test holds the two to the same result.
 fn plain_exec(args: &[OsString]) -> Option<Cli> {
     let [_, exec, profile, dashes, command @ ..] = args else {
