@@ -78,7 +78,18 @@ impl Check {
         self.status = super::Status::Error;
         self.message = format!("{} — but the session probe failed here", self.message);
         if self.fix.is_none() {
-            self.fix = probe.fix.clone();
+            // The probe's own fix points here; this line must say something itself.
+            self.fix = Some(match self.name {
+                // The settings allow it, yet creating one failed: something between
+                // us and the kernel refuses (a container's seccomp profile, flatpak,
+                // another security module).
+                "userns" => "the kernel allows unprivileged user namespaces, but they are \
+                             refused here: inside a container or sandbox (docker and podman's \
+                             default seccomp profiles, flatpak) run wg-wrap on the host or \
+                             allow user namespaces there"
+                    .to_owned(),
+                _ => probe.fix.clone().unwrap_or_default(),
+            });
         }
     }
 }
@@ -295,6 +306,25 @@ pub(crate) mod tests {
             .as_ref()
             .unwrap()
             .contains("sudo chmod 0666 /dev/net/tun"));
+
+        // User namespaces allowed by every setting, yet unshare is refused (a
+        // container's seccomp profile): the userns line says so, and does not send the
+        // reader back to itself.
+        let outcome = Outcome::Launcher {
+            step: "unshare".into(),
+            errno: "EPERM".into(),
+        };
+        let refused = super::checks(&facts, None, &outcome, &dirs(&fake));
+        let userns = find(&refused, "userns");
+        assert_eq!(userns.status, Status::Error, "{userns:?}");
+        let fix = userns.fix.as_deref().unwrap();
+        assert!(fix.contains("container"), "{fix}");
+        assert!(!fix.contains("userns line"), "{fix}");
+        assert!(find(&refused, "probe")
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("see the userns line above"));
     }
 
     #[test]
