@@ -19,7 +19,6 @@ use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::net::{self, SocketFlags};
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -235,10 +234,7 @@ impl Loop {
             for (info, fd) in batch.ports {
                 let kind = match info.spec.proto {
                     Proto::Tcp => Kind::Tcp(fd),
-                    Proto::Udp => Kind::Udp(udp::Port {
-                        socket: fd,
-                        flows: HashMap::new(),
-                    }),
+                    Proto::Udp => Kind::Udp(udp::Port::new(fd, info.spec.host_ip.is_ipv6())),
                 };
                 let i = self.ports.insert(Port { info, kind });
                 let (fd, flags) = match &self.ports.get_mut(i).map(|p| &p.kind) {
@@ -337,20 +333,20 @@ impl Loop {
             else {
                 return;
             };
-            let Some((n, client)) = udp::receive(&port.socket, &mut self.buf) else {
+            let Some((n, key)) = udp::receive(&port.socket, &mut self.buf) else {
                 return;
             };
-            let f = match port.flows.get(&client) {
+            let f = match port.flows.get(&key) {
                 Some(&f) => f,
                 None => {
                     if port.flows.len() >= udp::MAX_FLOWS || !room {
                         continue;
                     }
-                    let Ok(flow) = Flow::open(i, client, info.spec.ns_addr(), info.clone()) else {
+                    let Ok(flow) = Flow::open(i, key, info.spec.ns_addr(), info.clone()) else {
                         continue;
                     };
                     let f = self.flows.insert(flow);
-                    port.flows.insert(client, f);
+                    port.flows.insert(key, f);
                     let Some(flow) = self.flows.get_mut(f) else {
                         continue;
                     };
@@ -362,7 +358,7 @@ impl Loop {
                     )
                     .is_err()
                     {
-                        port.flows.remove(&client);
+                        port.flows.remove(&key);
                         self.flows.remove(f);
                         continue;
                     }
@@ -406,12 +402,12 @@ impl Loop {
             if now.duration_since(flow.last) < self.udp_idle {
                 continue;
             }
-            let (port, client) = (flow.port, flow.client);
+            let (port, key) = (flow.port, (flow.client, flow.local));
             if let Some(Port {
                 kind: Kind::Udp(p), ..
             }) = self.ports.get_mut(port)
             {
-                p.flows.remove(&client);
+                p.flows.remove(&key);
             }
             self.flows.remove(f);
         }

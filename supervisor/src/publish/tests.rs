@@ -404,3 +404,80 @@ fn relayed_connections_use_tcp_keepalive() {
         assert_eq!(sockopt::tcp_keepidle(fd).unwrap(), Duration::from_secs(300));
     }
 }
+
+/// A UDP port published on every address answers from the address each client sent
+/// to: a client whose socket is connected to 127.0.0.2 drops an answer from
+/// 127.0.0.1, which is what the routes would pick for it.
+#[test]
+fn udp_answers_leave_from_the_address_the_client_sent_to() {
+    let service = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let service_port = service.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = service.recv_from(&mut buf) {
+            let _ = service.send_to(&buf[..n], from);
+        }
+    });
+    let p = Publisher::new().unwrap();
+    let host_socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let port = host_socket.local_addr().unwrap().port();
+    let wildcard: PublishSpec = format!("0.0.0.0:{port}:{service_port}/udp")
+        .parse()
+        .unwrap();
+    p.add(vec![(wildcard, host_socket.into())], None).unwrap();
+    for (k, local) in ["127.0.0.2", "127.0.0.1", "127.0.0.3"]
+        .into_iter()
+        .enumerate()
+    {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        c.connect((local, port)).unwrap();
+        let sent = [k as u8; 100];
+        let mut got = [0u8; 200];
+        // Loopback UDP may drop under load: a few tries.
+        let answered = (0..10).any(|_| {
+            c.send(&sent).unwrap();
+            c.recv(&mut got).is_ok_and(|n| got[..n] == sent)
+        });
+        assert!(answered, "no answer from {local}:{port}");
+    }
+    // One flow per (client, local address).
+    assert_eq!(p.status()[0].total_connections, 3);
+}
+
+/// The same on a dual-stack IPv6 socket published on `[::]`: IPv6 clients, and IPv4
+/// clients (v4-mapped) sending to a secondary loopback address.
+#[test]
+fn udp_answers_on_a_dual_stack_wildcard_port_leave_from_the_right_address() {
+    let service = UdpSocket::bind("[::1]:0").unwrap();
+    let service_port = service.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = service.recv_from(&mut buf) {
+            let _ = service.send_to(&buf[..n], from);
+        }
+    });
+    let p = Publisher::new().unwrap();
+    let host_socket = UdpSocket::bind("[::]:0").unwrap();
+    let port = host_socket.local_addr().unwrap().port();
+    let wildcard: PublishSpec = format!("[::]:{port}:{service_port}/udp").parse().unwrap();
+    p.add(vec![(wildcard, host_socket.into())], None).unwrap();
+    for (k, (bind, to)) in [("[::1]:0", "[::1]"), ("127.0.0.1:0", "127.0.0.2")]
+        .into_iter()
+        .enumerate()
+    {
+        let c = UdpSocket::bind(bind).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let to: SocketAddr = format!("{to}:{port}").parse().unwrap();
+        c.connect(to).unwrap();
+        let sent = [k as u8 + 7; 64];
+        let mut got = [0u8; 128];
+        let answered = (0..10).any(|_| {
+            c.send(&sent).unwrap();
+            c.recv(&mut got).is_ok_and(|n| got[..n] == sent)
+        });
+        assert!(answered, "no answer from {to}");
+    }
+}

@@ -5,14 +5,17 @@
 //! host socket to exactly that client. Datagrams are relayed one for one (boundaries
 //! kept, up to 65507 bytes); a flow with no traffic either way for the idle timeout is
 //! closed. Datagrams that cannot be delivered at once are dropped, as UDP allows —
-//! nothing is queued.
+//! nothing is queued. Answers leave from the local address the client sent to (a
+//! port published on every address has several; `crate::sys::pktinfo`), so a flow
+//! is a client address and the local address it talks to.
 
 use super::PortInfo;
+use crate::sys::pktinfo;
 use rustix::io::Errno;
 use rustix::net::{self, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,13 +29,31 @@ const BATCH: usize = 64;
 /// The host side of a published UDP port.
 pub struct Port {
     pub socket: OwnedFd,
-    /// Client address -> flow index in the event loop's table.
-    pub flows: HashMap<SocketAddr, usize>,
+    /// (client address, local address it sent to) -> flow index in the event loop's
+    /// table.
+    pub flows: HashMap<FlowKey, usize>,
+}
+
+/// A client and the local address it sends to (`None` where the kernel did not say).
+pub type FlowKey = (SocketAddr, Option<IpAddr>);
+
+impl Port {
+    /// Take over a bound host socket, asking the kernel for each datagram's local
+    /// address (without it, answers leave from wherever the routes say).
+    pub fn new(socket: OwnedFd, ipv6: bool) -> Port {
+        let _ = pktinfo::enable(socket.as_fd(), ipv6);
+        Port {
+            socket,
+            flows: HashMap::new(),
+        }
+    }
 }
 
 pub struct Flow {
     pub port: usize,
     pub client: SocketAddr,
+    /// The local address the client sends to; answers leave from it.
+    pub local: Option<IpAddr>,
     pub socket: OwnedFd,
     pub last: Instant,
     info: Arc<PortInfo>,
@@ -45,10 +66,11 @@ impl Drop for Flow {
 }
 
 impl Flow {
-    /// A socket connected to `to` inside the namespace for datagrams from `client`.
+    /// A socket connected to `to` inside the namespace for datagrams from `key`'s
+    /// client.
     pub fn open(
         port: usize,
-        client: SocketAddr,
+        key: FlowKey,
         to: SocketAddr,
         info: Arc<PortInfo>,
     ) -> std::io::Result<Flow> {
@@ -66,7 +88,8 @@ impl Flow {
         info.opened();
         Ok(Flow {
             port,
-            client,
+            client: key.0,
+            local: key.1,
             socket,
             last: Instant::now(),
             info,
@@ -74,17 +97,16 @@ impl Flow {
     }
 }
 
-/// One datagram from the host socket: `Some((bytes, client))`, or `None` when there
-/// is nothing more to read now.
-pub fn receive(socket: &OwnedFd, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+/// One datagram from the host socket: `Some((bytes, flow key))`, or `None` when
+/// there is nothing more to read now.
+pub fn receive(socket: &OwnedFd, buf: &mut [u8]) -> Option<(usize, FlowKey)> {
     loop {
-        match net::recvfrom(socket, &mut *buf, RecvFlags::empty()) {
-            Ok((n, _, Some(addr))) => match SocketAddr::try_from(addr) {
-                Ok(addr) => return Some((n, addr)),
-                Err(_) => continue,
+        match pktinfo::recv(socket.as_fd(), buf) {
+            Ok(d) => match d.from {
+                Some(from) => return Some((d.len, (from, d.to))),
+                None => continue,
             },
-            Ok((_, _, None)) => continue,
-            Err(Errno::INTR) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             // AGAIN, or an error queued by an earlier send: either way, no datagram.
             Err(_) => return None,
         }
@@ -98,7 +120,12 @@ pub fn replies(flow: &mut Flow, host: &OwnedFd, buf: &mut [u8]) -> bool {
     for _ in 0..BATCH {
         match net::recv(&flow.socket, &mut *buf, RecvFlags::empty()) {
             Ok((n, _)) => {
-                let _ = net::sendto(host, &buf[..n], SendFlags::NOSIGNAL, &flow.client);
+                let answer = &buf[..n];
+                if pktinfo::send(host.as_fd(), answer, flow.client, flow.local).is_err() {
+                    // A source the kernel will not take (say, a link-local address
+                    // without its interface): let the routes choose, as before.
+                    let _ = pktinfo::send(host.as_fd(), answer, flow.client, None);
+                }
                 moved = true;
             }
             Err(Errno::INTR) => continue,

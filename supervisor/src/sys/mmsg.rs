@@ -182,7 +182,7 @@ pub(crate) fn sendto(fd: BorrowedFd<'_>, datagram: &[u8], to: SocketAddr) -> io:
 
 /// Write `addr` into `out` (which is big enough for either family); returns the
 /// address length.
-fn to_sockaddr(addr: SocketAddr, out: &mut libc::sockaddr_in6) -> libc::socklen_t {
+pub(super) fn to_sockaddr(addr: SocketAddr, out: &mut libc::sockaddr_in6) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_in is smaller than sockaddr_in6 and has no alignment
@@ -206,7 +206,10 @@ fn to_sockaddr(addr: SocketAddr, out: &mut libc::sockaddr_in6) -> libc::socklen_
 
 /// # Safety
 /// `name` must hold a socket address of `len` bytes written by the kernel.
-unsafe fn from_sockaddr(name: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
+pub(super) unsafe fn from_sockaddr(
+    name: &libc::sockaddr_in6,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
     match name.sin6_family as libc::c_int {
         libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says the kernel wrote a sockaddr_in here.

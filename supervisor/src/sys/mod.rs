@@ -1,6 +1,7 @@
 //! The few raw operations the supervisor needs beyond rustix's safe API, and the only
 //! code that may use `unsafe`: taking ownership of inherited file descriptors (here),
-//! batched UDP socket calls with GSO/GRO control messages ([`mmsg`]), and giving up
+//! batched UDP socket calls with GSO/GRO control messages ([`mmsg`]), single datagrams
+//! with their local address for published UDP ports ([`pktinfo`]), and giving up
 //! privileges once set-up is done ([`confine`]: capabilities, no_new_privs, seccomp).
 
 use rustix::io::{fcntl_getfd, fcntl_setfd, Errno, FdFlags};
@@ -11,6 +12,8 @@ use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 pub(crate) mod confine;
 #[cfg(target_os = "linux")]
 pub(crate) mod mmsg;
+#[cfg(target_os = "linux")]
+pub(crate) mod pktinfo;
 
 /// Take ownership of a descriptor the CLI passed to us by number.
 ///
