@@ -57,7 +57,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
         // The datagrams of a message nearly always belong to one peer: its
         // session stays locked while they are decrypted (one lock, not one
         // per datagram), and is released before anything is written.
-        let mut held: Option<(u32, usize, MutexGuard<'_, Tunn>)> = None;
+        let mut held: Option<(u32, usize, u64, MutexGuard<'_, Tunn>)> = None;
         for datagram in datagrams {
             if datagram.first() != Some(&MSG_DATA) || datagram.len() < DATA_OVERHEAD {
                 held = None;
@@ -70,22 +70,25 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                 self.deliver(set, stage, writer);
             }
             let idx = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]) >> 8;
-            if held.as_ref().is_none_or(|(cached, _, _)| *cached != idx) {
+            if held.as_ref().is_none_or(|(cached, ..)| *cached != idx) {
                 held = None;
                 let Some(&i) = set.by_index.get(&idx) else {
                     continue;
                 };
                 let mut tunn = lock(&set.peer(i).tunn);
                 let now = self.tick(set.peer(i), &mut tunn);
-                self.activity(set.peer(i), now, true);
-                held = Some((idx, i, tunn));
+                held = Some((idx, i, now, tunn));
             }
-            let Some((_, i, tunn)) = held.as_mut() else {
+            let Some((_, i, now, tunn)) = held.as_mut() else {
                 continue;
             };
             let res = tunn.decapsulate(Some(from.ip()), datagram, stage.space());
             if !matches!(res, TunnResult::Err(_)) {
                 set.peer(*i).received(datagram.len());
+                // Only what authenticates counts as heard from the peer, as for
+                // boringtun: a forged or replayed datagram with a known index must not
+                // move the timers' "received" (it would hide the silence handshake).
+                self.activity(set.peer(*i), *now, true);
             }
             match res {
                 TunnResult::WriteToTunnelV4(p, src) => {

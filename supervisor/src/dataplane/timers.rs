@@ -87,13 +87,23 @@ impl PeerTimes {
         times
     }
 
-    pub(super) fn data_sent(&self, now: u64) {
-        self.data_sent.store(now, Ordering::SeqCst);
+    /// Data went out at `now`. True when that makes a timer due at once: the first
+    /// data after SILENCE_TIMEOUT or more without hearing from the peer (boringtun
+    /// then wants a handshake), which the tick before the batch could not see.
+    pub(super) fn data_sent(&self, now: u64) -> bool {
+        let before = self.data_sent.swap(now, Ordering::SeqCst);
         self.sent.store(now, Ordering::SeqCst);
+        let received = self.received.load(Ordering::SeqCst);
+        received != 0 && before < received && received + SILENCE_TIMEOUT <= now
     }
 
-    pub(super) fn received(&self, now: u64) {
-        self.received.store(now, Ordering::SeqCst);
+    /// Something authenticated came in at `now`. True when that makes a timer due at
+    /// once: the first packet after we have been silent for KEEPALIVE_TIMEOUT or more
+    /// (boringtun then wants a keepalive).
+    pub(super) fn received(&self, now: u64) -> bool {
+        let before = self.received.swap(now, Ordering::SeqCst);
+        let sent = self.sent.load(Ordering::SeqCst);
+        sent != 0 && before < sent && sent + KEEPALIVE_TIMEOUT <= now
     }
 
     /// Something boringtun handed out went to the peer: an initiation starts the
@@ -223,12 +233,19 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
 
     /// Data went out to `peer` (or came in from it, `received`) at `now`.
     pub(super) fn activity(&self, peer: &Peer, now: u64, received: bool) {
-        if received {
-            peer.times.received(now);
+        let due_now = if received {
+            peer.times.received(now)
         } else {
-            peer.times.data_sent(now);
+            peer.times.data_sent(now)
+        };
+        if due_now {
+            // The tick before this batch ran before the packet that makes the timer
+            // due: the timer thread must look now, not at its next deadline (which
+            // `deadline` would drop as past).
+            self.timer_wake.now();
+        } else {
+            self.woke(peer, now);
         }
-        self.woke(peer, now);
     }
 
     /// Make sure the timer thread looks at `peer` by its new deadline.
@@ -301,5 +318,30 @@ mod tests {
         assert_eq!(t.deadline(4_000, None), 3_000 + SILENCE_TIMEOUT + SLACK);
         // Past deadlines drop out.
         assert_eq!(t.deadline(20_000, None), 20_000 + LONGEST_SLEEP);
+    }
+
+    /// A packet that makes a timer due at once says so: the timer thread could not
+    /// have seen it coming (regression: such a keepalive went out up to a minute late).
+    #[test]
+    fn activity_that_makes_a_timer_due_at_once_says_so() {
+        // We sent at 1 s; the peer's data arrives at 30 s: keepalive due now.
+        let t = PeerTimes::new(1);
+        assert!(!t.data_sent(1_000));
+        assert!(t.received(30_000));
+        // The next packet before the keepalive goes out does not ask again.
+        assert!(!t.received(30_050));
+        // An answer within KEEPALIVE_TIMEOUT wants nothing.
+        let t = PeerTimes::new(1);
+        assert!(!t.data_sent(1_000));
+        assert!(!t.received(5_000));
+        // First data after 15 s of silence: handshake due now; the next does not ask.
+        let t = PeerTimes::new(1);
+        assert!(!t.received(1_000));
+        assert!(t.data_sent(20_000));
+        assert!(!t.data_sent(20_010));
+        // Within 15 s of the last receive: nothing.
+        let t = PeerTimes::new(1);
+        assert!(!t.received(1_000));
+        assert!(!t.data_sent(10_000));
     }
 }
