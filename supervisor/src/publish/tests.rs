@@ -262,18 +262,8 @@ fn ports_of_a_command_end_with_it() {
 
 #[test]
 fn udp_flows_keep_boundaries_and_clients_apart_and_expire() {
-    let service = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let service_port = service.local_addr().unwrap().port();
-    // Echo with the sender's address appended: each client must get its own.
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let Ok((n, from)) = service.recv_from(&mut buf) else {
-                return;
-            };
-            let _ = service.send_to(&buf[..n], from);
-        }
-    });
+    // Each client must get back exactly its own datagrams.
+    let service_port = udp_echo("127.0.0.1:0");
     let p = Publisher::with_limits(Duration::from_secs(3), None).unwrap();
     let host_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let host = host_socket.local_addr().unwrap();
@@ -405,42 +395,61 @@ fn relayed_connections_use_tcp_keepalive() {
     }
 }
 
+/// A UDP echo service on `bind` (a thread that lives as long as the test binary);
+/// returns its port.
+fn udp_echo(bind: &str) -> u16 {
+    let service = UdpSocket::bind(bind).unwrap();
+    let port = service.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = service.recv_from(&mut buf) {
+            let _ = service.send_to(&buf[..n], from);
+        }
+    });
+    port
+}
+
+/// Publish a UDP socket bound to the wildcard `any` (port chosen by the kernel) for
+/// `ns_port`; returns the host port.
+fn publish_udp_wildcard(p: &Publisher, any: &str, ns_port: u16) -> u16 {
+    let host_socket = UdpSocket::bind(format!("{any}:0")).unwrap();
+    let port = host_socket.local_addr().unwrap().port();
+    let spec: PublishSpec = format!("{any}:{port}:{ns_port}/udp").parse().unwrap();
+    p.add(vec![(spec, host_socket.into())], None).unwrap();
+    port
+}
+
+/// Whether a socket bound to `bind` and connected to `to` (so it takes answers from
+/// `to` only) gets `payload` echoed; loopback UDP may drop under load, so a few tries.
+fn echoed_from_the_address_sent_to(bind: &str, to: SocketAddr, payload: &[u8]) -> bool {
+    let c = UdpSocket::bind(bind).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    c.connect(to).unwrap();
+    let mut got = vec![0u8; payload.len() + 1];
+    (0..10).any(|_| {
+        c.send(payload).unwrap();
+        c.recv(&mut got).is_ok_and(|n| got[..n] == *payload)
+    })
+}
+
 /// A UDP port published on every address answers from the address each client sent
 /// to: a client whose socket is connected to 127.0.0.2 drops an answer from
 /// 127.0.0.1, which is what the routes would pick for it.
 #[test]
 fn udp_answers_leave_from_the_address_the_client_sent_to() {
-    let service = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let service_port = service.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 2048];
-        while let Ok((n, from)) = service.recv_from(&mut buf) {
-            let _ = service.send_to(&buf[..n], from);
-        }
-    });
+    let service_port = udp_echo("127.0.0.1:0");
     let p = Publisher::new().unwrap();
-    let host_socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-    let port = host_socket.local_addr().unwrap().port();
-    let wildcard: PublishSpec = format!("0.0.0.0:{port}:{service_port}/udp")
-        .parse()
-        .unwrap();
-    p.add(vec![(wildcard, host_socket.into())], None).unwrap();
+    let port = publish_udp_wildcard(&p, "0.0.0.0", service_port);
     for (k, local) in ["127.0.0.2", "127.0.0.1", "127.0.0.3"]
         .into_iter()
         .enumerate()
     {
-        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
-        c.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        c.connect((local, port)).unwrap();
-        let sent = [k as u8; 100];
-        let mut got = [0u8; 200];
-        // Loopback UDP may drop under load: a few tries.
-        let answered = (0..10).any(|_| {
-            c.send(&sent).unwrap();
-            c.recv(&mut got).is_ok_and(|n| got[..n] == sent)
-        });
-        assert!(answered, "no answer from {local}:{port}");
+        let to: SocketAddr = format!("{local}:{port}").parse().unwrap();
+        assert!(
+            echoed_from_the_address_sent_to("127.0.0.1:0", to, &[k as u8; 100]),
+            "no answer from {to}"
+        );
     }
     // One flow per (client, local address).
     assert_eq!(p.status()[0].total_connections, 3);
@@ -450,34 +459,17 @@ fn udp_answers_leave_from_the_address_the_client_sent_to() {
 /// clients (v4-mapped) sending to a secondary loopback address.
 #[test]
 fn udp_answers_on_a_dual_stack_wildcard_port_leave_from_the_right_address() {
-    let service = UdpSocket::bind("[::1]:0").unwrap();
-    let service_port = service.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 2048];
-        while let Ok((n, from)) = service.recv_from(&mut buf) {
-            let _ = service.send_to(&buf[..n], from);
-        }
-    });
+    let service_port = udp_echo("[::1]:0");
     let p = Publisher::new().unwrap();
-    let host_socket = UdpSocket::bind("[::]:0").unwrap();
-    let port = host_socket.local_addr().unwrap().port();
-    let wildcard: PublishSpec = format!("[::]:{port}:{service_port}/udp").parse().unwrap();
-    p.add(vec![(wildcard, host_socket.into())], None).unwrap();
+    let port = publish_udp_wildcard(&p, "[::]", service_port);
     for (k, (bind, to)) in [("[::1]:0", "[::1]"), ("127.0.0.1:0", "127.0.0.2")]
         .into_iter()
         .enumerate()
     {
-        let c = UdpSocket::bind(bind).unwrap();
-        c.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
         let to: SocketAddr = format!("{to}:{port}").parse().unwrap();
-        c.connect(to).unwrap();
-        let sent = [k as u8 + 7; 64];
-        let mut got = [0u8; 128];
-        let answered = (0..10).any(|_| {
-            c.send(&sent).unwrap();
-            c.recv(&mut got).is_ok_and(|n| got[..n] == sent)
-        });
-        assert!(answered, "no answer from {to}");
+        assert!(
+            echoed_from_the_address_sent_to(bind, to, &[k as u8 + 7; 64]),
+            "no answer from {to}"
+        );
     }
 }
