@@ -15,6 +15,9 @@
 //!   (`--remap-path-prefix`), so two checkouts at different paths embed the
 //!   same bytes. The outer build's own remapping is the packager's `RUSTFLAGS`
 //!   (dist/build-package sets it).
+//! - the unwinder is linked in (libgcc_eh) instead of loading libgcc_s.so.1,
+//!   on linux-gnu; `WG_WRAP_SHARED_LIBGCC=1` keeps the shared one (see
+//!   [`link_unwinder_statically`]).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -48,8 +51,11 @@ fn cleared(name: &str) -> bool {
 const PREBUILT: &str = "WG_WRAP_PREBUILT_LAUNCHER";
 /// `1` forces the nested build offline.
 const FORCE_OFFLINE: &str = "WG_WRAP_LAUNCHER_OFFLINE";
+/// `1` links libgcc_s.so.1 as rustc does by default.
+const SHARED_LIBGCC: &str = "WG_WRAP_SHARED_LIBGCC";
 
 fn main() {
+    link_unwinder_statically();
     println!("cargo:rerun-if-env-changed={PREBUILT}");
     println!("cargo:rerun-if-env-changed={FORCE_OFFLINE}");
     println!("cargo:rerun-if-env-changed=CARGO_NET_OFFLINE");
@@ -142,6 +148,36 @@ fn main() {
         binary.display()
     );
     println!("cargo:rustc-env=WG_WRAP_LAUNCHER_BIN={}", binary.display());
+}
+
+/// Every `wg-wrap` command starts a process, and `exec` into a running session is
+/// mostly start-up, so the loader's work counts (issue 15: join <= 1.3x nsenter).
+/// rustc's std asks for the unwinder as `-lgcc_s`, and libgcc_s.so.1 costs a
+/// library load plus a constructor (`__cpu_indicator_init`) whose CPUID
+/// instructions each exit to the hypervisor in a VM: ~0.1 ms of a ~1 ms start
+/// (hyperfine minimums, 5 rounds; the binary then also loses the libgcc-s1
+/// package dependency). The same unwinder ships as the static libgcc_eh.a with
+/// gcc, and rustc has no switch for it (rust-lang/rust#29527), so `-lgcc_s`
+/// finds, first in the search path, a linker script of that name that links
+/// libgcc_eh instead. Unwinding across shared libraries no longer needs the
+/// shared libgcc with GNU ld, gold or lld (frames are found through
+/// `dl_iterate_phdr`/`_dl_find_object`), and nothing of ours unwinds into C code.
+fn link_unwinder_statically() {
+    println!("cargo:rerun-if-env-changed={SHARED_LIBGCC}");
+    let is = |name: &str, value: &str| env::var(name).is_ok_and(|v| v == value);
+    if !is("CARGO_CFG_TARGET_OS", "linux")
+        || !is("CARGO_CFG_TARGET_ENV", "gnu")
+        || is(SHARED_LIBGCC, "1")
+    {
+        return;
+    }
+    let dir = PathBuf::from(env_var("OUT_DIR")).join("static-libgcc");
+    std::fs::create_dir_all(&dir).expect("wg-wrap build.rs: create OUT_DIR/static-libgcc");
+    // The linker reads a file that is neither an object nor an archive as a
+    // script, whatever its name.
+    std::fs::write(dir.join("libgcc_s.a"), "INPUT(-lgcc_eh)\n")
+        .expect("wg-wrap build.rs: write OUT_DIR/static-libgcc/libgcc_s.a");
+    println!("cargo:rustc-link-search=native={}", dir.display());
 }
 
 /// Whether the cargo that runs us was told not to touch the network. Cargo

@@ -4,32 +4,46 @@
 # and a cold `exec` (no session yet) until the first packet is answered by a local
 # peer, next to the same ping through an already-running session.
 #
-# Run as an unprivileged user (or as root: it then runs everything as the user
-# `wgwrap-test` that .ci/setup creates). Everything talks over loopback only.
+# Run as root: it builds a throw-away network and mount namespace and runs everything
+# as the user `wgwrap-test` that .ci/setup creates. Everything talks over loopback
+# only. The binary is laid out as a package installs it (bin/wg-wrap beside
+# libexec/wg-wrap/launcher) and the runtime directory is a tmpfs, as
+# $XDG_RUNTIME_DIR is on a systemd system; a second copy with no launcher beside it
+# shows the built-in launcher's cost (written to a memfd on each run).
 # Prints a markdown table; needs hyperfine (apt-get install hyperfine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" = 0 ]; then
+if [ -z "${WG_WRAP_INNER:-}" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "$0: run as root (it makes throw-away namespaces and runs as wgwrap-test)" >&2
+    exit 2
+  fi
   # WG_WRAP_BIN: measure that binary instead of building this tree (A/B runs).
   if [ -z "${WG_WRAP_BIN:-}" ]; then
     cargo build --release --quiet
     WG_WRAP_BIN=target/release/wg-wrap
   fi
   work=$(mktemp -d /tmp/wg-wrap-bench.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
   chmod 755 "$work"
+  mkdir -p "$work/prefix/bin" "$work/prefix/libexec/wg-wrap" "$work/run"
+  cp "$WG_WRAP_BIN" "$work/prefix/bin/wg-wrap"
+  "$WG_WRAP_BIN" __dump-launcher "$work/prefix/libexec/wg-wrap/launcher"
   cp "$WG_WRAP_BIN" "$work/wg-wrap"
   cp "$0" "$work/join.sh"
   chown -R wgwrap-test "$work"
-  # A throw-away network namespace, so even the loopback traffic stays private.
-  exec unshare --net -- sh -c 'ip link set lo up && exec setpriv --reuid=wgwrap-test --regid=wgwrap-test --clear-groups -- env -i PATH=/usr/bin:/bin HOME="$1" WG_WRAP_BIN="$1/wg-wrap" bash "$1/join.sh"' sh "$work"
+  # A throw-away network namespace, so even the loopback traffic stays private, and
+  # a mount namespace for the tmpfs.
+  unshare --net --mount -- sh -c 'ip link set lo up && mount -t tmpfs -o mode=0700,uid=$(id -u wgwrap-test) wg-wrap-bench "$1/run" && exec setpriv --reuid=wgwrap-test --regid=wgwrap-test --clear-groups -- env -i PATH=/usr/bin:/bin HOME="$1" WG_WRAP_INNER=1 bash "$1/join.sh"' sh "$work"
+  exit
 fi
-bin=${WG_WRAP_BIN:-$PWD/target/release/wg-wrap}
-tmp=$(mktemp -d)
+bin=$HOME/prefix/bin/wg-wrap
+tmp=$HOME/run
 export WG_WRAP_CONFIG_DIR=$tmp/config WG_WRAP_RUNTIME_DIR=$tmp/runtime
 mkdir -p "$WG_WRAP_CONFIG_DIR"
 "$bin" __virtual-peer 127.0.0.1:0 "$WG_WRAP_CONFIG_DIR/bench.conf" >/dev/null &
 peer=$!
-cleanup() { "$bin" down --now bench >/dev/null 2>&1 || true; kill "$peer" 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() { "$bin" down --now bench >/dev/null 2>&1 || true; kill "$peer" 2>/dev/null || true; }
 trap cleanup EXIT
 for _ in $(seq 100); do [ -s "$WG_WRAP_CONFIG_DIR/bench.conf" ] && break; sleep 0.05; done
 "$bin" up --wait-timeout 10 bench >/dev/null
@@ -38,7 +52,8 @@ pid=$(sed -n 's/^supervisor_pid=//p' "$WG_WRAP_RUNTIME_DIR/profiles/bench/state"
 hyperfine -N --warmup 20 --runs 300 --export-json "$tmp/warm.json" \
   -n '/bin/true' '/bin/true' \
   -n 'nsenter -U -m -n --preserve-credentials' "nsenter -U -m -n --preserve-credentials -t $pid true" \
-  -n 'wg-wrap exec (join)' "$bin exec bench -- true" >/dev/null
+  -n 'wg-wrap exec (join)' "$bin exec bench -- true" \
+  -n 'wg-wrap exec (join, built-in launcher)' "$HOME/wg-wrap exec bench -- true" >/dev/null
 hyperfine -N --warmup 5 --runs 100 --export-json "$tmp/ping.json" \
   -n 'ping through a running session' "$bin exec bench -- ping -c1 -W2 -q 10.77.0.1" >/dev/null
 "$bin" down bench >/dev/null
@@ -61,8 +76,8 @@ print("| command | median ms | mean ms | stddev ms | ratio |")
 print("|---|---|---|---|---|")
 for c, med, mean, sd in rows:
     ratio = ""
-    if c == "wg-wrap exec (join)":
-        ratio = f"{med / nsenter:.2f}x nsenter (target <= 1.3x)"
+    if c.startswith("wg-wrap exec (join"):
+        ratio = f"{med / nsenter:.2f}x nsenter" + (" (target <= 1.3x)" if c.endswith("(join)") else "")
     if c == "cold exec + first ping answered":
         ratio = f"{med / ping:.2f}x warm ping (target < 25 ms absolute)"
     print(f"| {c} | {med:.2f} | {mean:.2f} | {sd:.2f} | {ratio} |")

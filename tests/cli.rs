@@ -454,3 +454,28 @@ fn expect_killed(stubborn: std::process::Child) {
         describe(&out)
     );
 }
+
+/// build.rs links the unwinder in (libgcc_eh) instead of loading libgcc_s.so.1, to
+/// shorten every command's start-up: the CLI needs only libc and the loader, and a
+/// binary linked that way (this test's own) still unwinds a panic.
+#[test]
+fn the_unwinder_is_linked_in_and_still_unwinds() {
+    let out = Command::new("readelf")
+        .args(["--dynamic", WG_WRAP])
+        .output()
+        .expect("readelf is missing: install binutils (.ci/setup does this)");
+    assert!(out.status.success(), "readelf: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split_once('[')?.1.strip_suffix(']'))
+        .collect();
+    assert!(needed.contains(&"libc.so.6"), "NEEDED: {needed:?}");
+    assert!(
+        !needed.iter().any(|n| n.starts_with("libgcc_s")),
+        "the CLI loads libgcc_s (WG_WRAP_SHARED_LIBGCC set?): NEEDED {needed:?}"
+    );
+    let caught = std::panic::catch_unwind(|| panic!("through the linked-in unwinder"));
+    assert!(caught.is_err());
+}
