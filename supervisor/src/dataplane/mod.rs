@@ -169,6 +169,7 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
     /// exits; if the TUN device fails, the process exits (the session then fails
     /// closed).
     pub fn start(self: &Arc<Self>) -> io::Result<()> {
+        self.timer_wake.create()?;
         self.initiate_handshakes();
         let d = self.clone();
         thread::Builder::new()

@@ -22,16 +22,34 @@
 //! A data-plane thread that records activity wakes the timer thread only when the
 //! peer's new deadline is earlier than the one it sleeps towards: under traffic the
 //! timer thread wakes every few seconds, when idle not at all until a deadline.
+//!
+//! Time is CLOCK_BOOTTIME, boringtun's own clock, which goes on while the machine is
+//! suspended: the timer thread sleeps on a BOOTTIME timerfd with an absolute deadline,
+//! so after a resume every timer that fell due during the suspend fires at once (a
+//! CLOCK_MONOTONIC sleep stops with the machine and would have kept a persistent
+//! keepalive, and with it the re-handshake, waiting for the rest of its interval).
+//! Waking the thread early re-arms the same timerfd to expire now.
+//!
+//! A peer whose handshake gave up (boringtun reports ConnectionExpired, after 90 s of
+//! unanswered initiations or 540 s without new keys) has no timers until something is
+//! sent to it again — boringtun returns before looking at them — so its deadlines,
+//! persistent keepalive included, are ignored until then.
 
 use super::peers::{Peer, PeerSet};
 use super::udp::UdpIo;
 use super::{lock, Device, MIN_OUT};
 use crate::namespace::tun_device::TunIo;
+use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::{Tunn, TunnResult};
-use std::sync::atomic::{AtomicU64, Ordering};
+use rustix::io::Errno;
+use rustix::time::{
+    clock_gettime, timerfd_create, timerfd_settime, ClockId, Itimerspec, TimerfdClockId,
+    TimerfdFlags, TimerfdTimerFlags, Timespec,
+};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
 
 /// boringtun's REKEY_TIMEOUT: an unanswered initiation is retried after this.
 const REKEY_TIMEOUT: u64 = 5_000;
@@ -55,17 +73,19 @@ const MSG_DATA: u8 = 4;
 /// A data message with nothing inside: a keepalive.
 const KEEPALIVE_LEN: usize = 32;
 
-/// Milliseconds on one monotonic clock, shared by the data plane's threads.
-pub(super) struct Clock(Instant);
+/// Milliseconds on CLOCK_BOOTTIME (boringtun's clock; it counts suspended time too),
+/// shared by the data plane's threads and the timerfd.
+pub(super) struct Clock;
 
 impl Clock {
     pub(super) fn new() -> Clock {
-        Clock(Instant::now())
+        Clock
     }
 
-    /// Milliseconds since the clock started, never 0 (0 means "never" below).
+    /// Milliseconds since boot, never 0 (0 means "never" below).
     pub(super) fn now(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64 + 1
+        let t = clock_gettime(ClockId::Boottime);
+        (t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000).max(1)
     }
 }
 
@@ -77,6 +97,8 @@ pub(super) struct PeerTimes {
     data_sent: AtomicU64,
     received: AtomicU64,
     keepalive: AtomicU64,
+    /// boringtun gave up on the peer: no timers until something is sent to it.
+    expired: AtomicBool,
 }
 
 impl PeerTimes {
@@ -110,6 +132,9 @@ impl PeerTimes {
     /// retry clock, data (queued packets flushed after a handshake) counts as data,
     /// anything else as a send.
     pub(super) fn emitted(&self, message: &[u8], now: u64) {
+        // Only a new initiation (ours, or our answer to the peer's) brings boringtun
+        // back from giving up.
+        self.expired.store(false, Ordering::SeqCst);
         match message.first() {
             Some(&MSG_INITIATION) => self.initiated.store(now, Ordering::SeqCst),
             Some(&MSG_DATA) if message.len() > KEEPALIVE_LEN => {
@@ -131,8 +156,18 @@ impl PeerTimes {
         }
     }
 
+    /// boringtun reported the connection expired: it gave up on the peer.
+    fn gave_up(&self) {
+        self.expired.store(true, Ordering::SeqCst);
+    }
+
     /// The earliest moment one of this peer's timers could fire, after `now`.
     pub(super) fn deadline(&self, now: u64, keepalive_secs: Option<u16>) -> u64 {
+        if self.expired.load(Ordering::SeqCst) {
+            // Regression: a persistent keepalive that boringtun would never send
+            // again was looked for every OVERDUE_RECHECK, forever.
+            return now + LONGEST_SLEEP;
+        }
         let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
         let (initiated, sent, data_sent, received) = (
             get(&self.initiated),
@@ -166,15 +201,27 @@ impl PeerTimes {
     }
 }
 
-/// The timer thread and the moment it sleeps towards, so activity can wake it early.
+/// The timer thread's clock and the moment it sleeps towards, so activity can wake it
+/// early.
 #[derive(Default)]
 pub(super) struct TimerWake {
-    thread: OnceLock<Thread>,
+    /// A CLOCK_BOOTTIME timerfd the timer thread blocks on, made by [`Self::create`].
+    timer: OnceLock<OwnedFd>,
     /// The deadline the timer thread sleeps towards; 0 while it is awake.
     sleeping_until: AtomicU64,
+    /// [`Self::now`] was called since the timer thread last looked at every peer.
+    pending: AtomicBool,
 }
 
 impl TimerWake {
+    /// Make the timerfd. Before the seccomp filter (timerfd_create is not on it) and
+    /// before the timer thread starts.
+    pub(super) fn create(&self) -> io::Result<()> {
+        let fd = timerfd_create(TimerfdClockId::Boottime, TimerfdFlags::CLOEXEC)?;
+        let _ = self.timer.set(fd);
+        Ok(())
+    }
+
     /// Wake the timer thread if it sleeps past `deadline`.
     fn before(&self, deadline: u64) {
         let until = self.sleeping_until.load(Ordering::SeqCst);
@@ -183,13 +230,71 @@ impl TimerWake {
         }
     }
 
-    /// Wake the timer thread (a reload changed the peers).
+    /// Wake the timer thread (a reload changed the peers, or a timer is due at once).
     pub(super) fn now(&self) {
-        if let Some(t) = self.thread.get() {
+        if let Some(timer) = self.timer.get() {
+            // Seen by the timer thread if it has not gone to sleep yet; else the
+            // timer's expiry below wakes it (it armed its own deadline before
+            // looking at `pending`, so this one cannot be overwritten).
+            self.pending.store(true, Ordering::SeqCst);
             self.sleeping_until.store(0, Ordering::SeqCst);
-            t.unpark();
+            let _ = arm(
+                timer,
+                TimerfdTimerFlags::empty(),
+                Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 1,
+                },
+            );
         }
     }
+
+    /// The timer thread's sleep: until `deadline` ([`Clock`] milliseconds) or a wake.
+    /// `recheck` gives the earliest deadline again, after the sleep is announced:
+    /// activity recorded before the announcement cannot see it, so it must be seen
+    /// here. Returns at once when that is earlier or a wake came meanwhile.
+    fn sleep(&self, deadline: u64, recheck: impl FnOnce() -> u64) -> io::Result<()> {
+        let timer = self
+            .timer
+            .get()
+            .ok_or_else(|| io::Error::other("no timerfd"))?;
+        let at = Timespec {
+            tv_sec: (deadline / 1000) as i64,
+            tv_nsec: ((deadline % 1000) * 1_000_000).max(1) as i64,
+        };
+        arm(timer, TimerfdTimerFlags::ABSTIME, at)?;
+        self.sleeping_until.store(deadline, Ordering::SeqCst);
+        if !self.pending.swap(false, Ordering::SeqCst) && recheck() >= deadline {
+            let mut expirations = [0u8; 8];
+            loop {
+                match rustix::io::read(timer, &mut expirations) {
+                    Err(Errno::INTR) => continue,
+                    other => break other.map(drop)?,
+                }
+            }
+        }
+        self.sleeping_until.store(0, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Start of a round over every peer: wakes asked for so far are answered by it.
+    fn looking(&self) {
+        self.pending.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Arm `timer` once (no interval) for `value`, absolute or from now.
+fn arm(timer: &OwnedFd, flags: TimerfdTimerFlags, value: Timespec) -> io::Result<()> {
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let spec = Itimerspec {
+        it_interval: zero,
+        it_value: value,
+    };
+    timerfd_settime(timer, flags, &spec)?;
+    Ok(())
 }
 
 impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
@@ -216,7 +321,9 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
                 }
             }
             TunnResult::Done => {}
-            // ConnectionExpired and friends: boringtun has reset itself.
+            // Handshakes gave up, or no new keys for REJECT_AFTER_TIME * 3: boringtun
+            // has reset itself and looks at no timer until something is sent.
+            TunnResult::Err(WireGuardError::ConnectionExpired) => peer.times.gave_up(),
             TunnResult::Err(_) => {}
             // Timers never decrypt anything.
             TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
@@ -255,9 +362,11 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
     }
 
     /// The timer thread: tick every peer, then sleep until the earliest deadline.
+    /// [`Device::start`] made the timerfd; without it the thread has nothing to wait
+    /// on, and the session fails closed rather than run without timers.
     pub(super) fn timer_loop(&self) {
-        let _ = self.timer_wake.thread.set(thread::current());
         loop {
+            self.timer_wake.looking();
             let set = self.current();
             let mut now = 0;
             for (peer, _) in &set.peers {
@@ -266,19 +375,15 @@ impl<T: TunIo + 'static, U: UdpIo + 'static> Device<T, U> {
             if now == 0 {
                 now = self.clock.now();
             }
-            let mut deadline = next_deadline(&set, now);
-            // Announce the deadline, then look again: activity recorded meanwhile
-            // either sees the announcement (and unparks) or is seen here.
-            self.timer_wake
-                .sleeping_until
-                .store(deadline, Ordering::SeqCst);
-            deadline = deadline.min(next_deadline(&set, now));
-            drop(set);
-            let now = self.clock.now();
-            if deadline > now {
-                thread::park_timeout(Duration::from_millis(deadline - now));
+            let deadline = next_deadline(&set, now);
+            // The closure owns the peer set: gone before the sleep (peers a reload removed).
+            if let Err(e) = self
+                .timer_wake
+                .sleep(deadline, move || next_deadline(&set, now))
+            {
+                eprintln!("wg-wrap supervisor: the timer thread cannot sleep: {e}");
+                std::process::exit(1);
             }
-            self.timer_wake.sleeping_until.store(0, Ordering::SeqCst);
         }
     }
 }
@@ -293,6 +398,8 @@ fn next_deadline(set: &PeerSet, now: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn idle_peer_sleeps_long_and_keepalive_sets_the_pace() {
@@ -318,6 +425,106 @@ mod tests {
         assert_eq!(t.deadline(4_000, None), 3_000 + SILENCE_TIMEOUT + SLACK);
         // Past deadlines drop out.
         assert_eq!(t.deadline(20_000, None), 20_000 + LONGEST_SLEEP);
+    }
+
+    /// A peer boringtun gave up on has no deadlines until something goes out to it
+    /// (regression: its overdue persistent keepalive woke the timer thread every
+    /// second, forever, though boringtun would never send it).
+    #[test]
+    fn a_peer_given_up_sleeps_until_something_is_sent() {
+        let t = PeerTimes::new(1);
+        t.emitted(&[MSG_INITIATION], 1_000);
+        t.gave_up();
+        assert_eq!(t.deadline(100_000, Some(25)), 100_000 + LONGEST_SLEEP);
+        assert_eq!(t.deadline(100_000, None), 100_000 + LONGEST_SLEEP);
+        // A new initiation (data queued for it) brings the timers back.
+        t.emitted(&[MSG_INITIATION], 200_000);
+        assert_eq!(t.deadline(200_000, None), 200_000 + REKEY_TIMEOUT + SLACK);
+    }
+
+    /// The clock is boringtun's, CLOCK_BOOTTIME, and the timer sleeps on it.
+    #[test]
+    fn the_clock_is_boottime_and_a_deadline_ends_the_sleep() {
+        let boottime = || {
+            let t = clock_gettime(ClockId::Boottime);
+            t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+        };
+        let (before, now, after) = (boottime(), Clock::new().now(), boottime());
+        assert!(before <= now && now <= after, "{before} {now} {after}");
+        let wake = TimerWake::default();
+        wake.create().unwrap();
+        let start = Clock.now();
+        wake.sleep(start + 150, || u64::MAX).unwrap();
+        assert!(
+            Clock.now() >= start + 150,
+            "woke {} ms early",
+            start + 150 - Clock.now()
+        );
+    }
+
+    /// `now` wakes a sleeping timer thread, and a wake that comes between the round
+    /// over the peers and the sleep is not lost (the sleep arms its timer first, then
+    /// looks for wakes).
+    #[test]
+    fn a_wake_ends_the_sleep_or_prevents_it() {
+        let wake = Arc::new(TimerWake::default());
+        wake.create().unwrap();
+        let far = Clock.now() + 600_000;
+        // Before the sleep: it must not start.
+        wake.looking();
+        wake.now();
+        assert!(returns_soon(&wake, far, || u64::MAX, |_| {}));
+        // During the sleep: activity with a later deadline does not wake it; an
+        // earlier one does.
+        wake.looking();
+        assert!(returns_soon(
+            &wake,
+            far,
+            || u64::MAX,
+            |w| {
+                w.before(far + 1);
+                assert_eq!(w.sleeping_until.load(Ordering::SeqCst), far);
+                w.before(far - 1);
+            }
+        ));
+        // A deadline found earlier on the second look: no sleep either.
+        wake.looking();
+        assert!(returns_soon(&wake, far, move || far - 1, |_| {}));
+        // And without any of these it does sleep.
+        wake.looking();
+        assert!(!returns_soon(&wake, far, || u64::MAX, |_| {}));
+    }
+
+    /// Run `wake.sleep(deadline, recheck)` in a thread, then `meanwhile` once the
+    /// sleep is announced (or it returned); whether the sleep returned within 2 s. A
+    /// sleep still going on is ended with `now`.
+    fn returns_soon(
+        wake: &Arc<TimerWake>,
+        deadline: u64,
+        recheck: impl FnOnce() -> u64 + Send + 'static,
+        meanwhile: impl FnOnce(&TimerWake),
+    ) -> bool {
+        let sleeper = {
+            let wake = wake.clone();
+            std::thread::spawn(move || wake.sleep(deadline, recheck))
+        };
+        let limit = Instant::now() + Duration::from_secs(2);
+        while wake.sleeping_until.load(Ordering::SeqCst) != deadline
+            && !sleeper.is_finished()
+            && Instant::now() < limit
+        {
+            std::thread::yield_now();
+        }
+        meanwhile(wake);
+        while !sleeper.is_finished() && Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let returned = sleeper.is_finished();
+        if !returned {
+            wake.now();
+        }
+        sleeper.join().unwrap().unwrap();
+        returned
     }
 
     /// A packet that makes a timer due at once says so: the timer thread could not

@@ -147,12 +147,14 @@ const PLAIN: &[&[i64]] = &[
         libc::SYS_getgid,
         libc::SYS_getegid,
     ],
-    // Time (the vDSO usually answers; these are its fallbacks) and sleeping.
+    // Time (the vDSO usually answers; these are its fallbacks) and sleeping; the timer
+    // thread re-arms its CLOCK_BOOTTIME timerfd (made before the filter).
     &[
         libc::SYS_clock_gettime,
         libc::SYS_clock_getres,
         libc::SYS_gettimeofday,
         libc::SYS_clock_nanosleep,
+        libc::SYS_timerfd_settime,
         libc::SYS_nanosleep,
     ],
     // Keys and nonces (boringtun, DNS query ids).
