@@ -105,7 +105,7 @@ pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
     // Validate before touching any state.
     let prepared = load_config(ctx, &profile)?;
-    let listeners = publish::open_all(&opts.publish)?;
+    let listeners = publish::open_all(&opts.publish, &ctx.dirs)?;
     let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock(&runtime, &profile.name)?;
     if opts.foreground {
@@ -240,7 +240,7 @@ pub fn exec_with_env(
     env: &[(&str, &str)],
 ) -> Result<()> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
-    let listeners = publish::open_all(publish)?;
+    let listeners = publish::open_all(publish, &ctx.dirs)?;
     let launcher = Launcher::locate()?;
     let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock(&runtime, &profile.name)?;

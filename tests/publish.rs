@@ -393,6 +393,52 @@ fn exec_ports_live_as_long_as_the_command() {
     assert_eq!(refused, ErrorKind::ConnectionRefused);
 }
 
+/// An `exec -p` started right after another with the same port ended gets the port,
+/// though the supervisor has not closed it yet: it closes an exec's ports when it sees
+/// the exit, a moment after the shell does (here it is stopped over that moment). The
+/// CLI finds the port listed for a process that is gone and waits for the release,
+/// where it used to refuse with "already in use".
+#[test]
+fn a_port_still_being_released_is_waited_for() {
+    let sb = Sandbox::new();
+    let (_peer, _) = sb.virtual_peer("work");
+    assert_success(&sb.run(sb.wg_wrap(&["up", "work"])));
+    let mut first = sb.wg_wrap(&["exec", "-p", "18110:18000", "work", "--", "sleep", "600"]);
+    first.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut first = first.spawn().unwrap();
+    until("the first exec's port", || {
+        status(&sb, "work")["published"]
+            .as_array()
+            .is_some_and(|p| p.len() == 1)
+    });
+    let st = status(&sb, "work");
+    let supervisor = st["supervisor_pid"].as_u64().unwrap() as u32;
+    let owner = st["published"][0]["owner_pid"].as_u64().unwrap() as u32;
+
+    /// Resumes the supervisor however the test ends.
+    struct Thaw(u32);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            signal(self.0, rustix::process::Signal::CONT);
+        }
+    }
+    let thaw = Thaw(supervisor);
+    signal(supervisor, rustix::process::Signal::STOP);
+    signal(owner, rustix::process::Signal::KILL);
+    let _ = first.wait();
+    let held = in_sandbox(&sb, || TcpListener::bind("127.0.0.1:18110").is_err());
+    assert!(held, "the stopped supervisor should still hold the port");
+
+    let mut second = sb.wg_wrap(&["exec", "-p", "18110:18000", "work", "--", "true"]);
+    second.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let second = second.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(thaw);
+    let out = wait_output(second, COMMAND_TIMEOUT);
+    assert_success(&out);
+    assert!(sb.run(sb.wg_wrap(&["down", "work"])).status.success());
+}
+
 #[test]
 fn up_in_the_foreground_publishes_inherited_listeners() {
     let sb = Sandbox::new();
