@@ -162,14 +162,43 @@ fn main() {
 /// libgcc_eh instead. Unwinding across shared libraries no longer needs the
 /// shared libgcc with GNU ld, gold or lld (frames are found through
 /// `dl_iterate_phdr`/`_dl_find_object`), and nothing of ours unwinds into C code.
+///
+/// `cfg(wg_wrap_unwinder = "static" | "shared" | "unavailable")` tells the tests
+/// which it is (nothing outside linux-gnu): "shared" when asked for, "unavailable"
+/// when the linker driver has no libgcc_eh.a (a clang set up with LLVM's libunwind,
+/// say), in which case the build falls back to the shared library with a warning.
 fn link_unwinder_statically() {
     println!("cargo:rerun-if-env-changed={SHARED_LIBGCC}");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    println!(
+        "cargo::rustc-check-cfg=cfg(wg_wrap_unwinder, values(\"static\", \"shared\", \"unavailable\"))"
+    );
     let is = |name: &str, value: &str| env::var(name).is_ok_and(|v| v == value);
-    if !is("CARGO_CFG_TARGET_OS", "linux")
-        || !is("CARGO_CFG_TARGET_ENV", "gnu")
-        || is(SHARED_LIBGCC, "1")
-    {
+    if !is("CARGO_CFG_TARGET_OS", "linux") || !is("CARGO_CFG_TARGET_ENV", "gnu") {
         return;
+    }
+    let unwinder = |kind: &str| println!("cargo:rustc-cfg=wg_wrap_unwinder=\"{kind}\"");
+    if is(SHARED_LIBGCC, "1") {
+        return unwinder("shared");
+    }
+    // rustc links through `cc` unless told otherwise (cargo then passes the linker on).
+    let driver = env::var_os("RUSTC_LINKER").unwrap_or_else(|| "cc".into());
+    // Prints the bare name when it has no such file.
+    let found = Command::new(&driver)
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|path| PathBuf::from(path.trim()))
+        .is_some_and(|path| path.is_absolute() && path.is_file());
+    if !found {
+        println!(
+            "cargo:warning=wg-wrap: {} has no libgcc_eh.a, so the unwinder stays the \
+             shared libgcc_s.so.1 (install gcc for the faster start-up, or set \
+             {SHARED_LIBGCC}=1 to choose this)",
+            Path::new(&driver).display()
+        );
+        return unwinder("unavailable");
     }
     let dir = PathBuf::from(env_var("OUT_DIR")).join("static-libgcc");
     std::fs::create_dir_all(&dir).expect("wg-wrap build.rs: create OUT_DIR/static-libgcc");
@@ -178,6 +207,7 @@ fn link_unwinder_statically() {
     std::fs::write(dir.join("libgcc_s.a"), "INPUT(-lgcc_eh)\n")
         .expect("wg-wrap build.rs: write OUT_DIR/static-libgcc/libgcc_s.a");
     println!("cargo:rustc-link-search=native={}", dir.display());
+    unwinder("static");
 }
 
 /// Whether the cargo that runs us was told not to touch the network. Cargo

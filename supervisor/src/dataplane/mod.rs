@@ -51,7 +51,8 @@
 //! hot path. Every buffer is allocated once, when the thread starts; nothing on the
 //! hot path allocates or logs. System calls of the loop: `ppoll`, `recvmmsg`
 //! (`MSG_DONTWAIT`), `sendmmsg`, `sendto`, `read`/`write` on the TUN device; the timer
-//! thread sleeps in `futex` (thread parking).
+//! thread sleeps in `read` on a CLOCK_BOOTTIME timerfd, which `timerfd_settime` arms
+//! (also from the other threads, to wake it early).
 //!
 //! Files: `inbound` (the inbound flow, steps 2 to 5), `peers` (the peer set and what a
 //! reload does to it), `handshake` (handshake
