@@ -65,17 +65,26 @@ fn load_config(ctx: &Ctx, profile: &ProfileRef) -> Result<Prepared> {
     Ok(Prepared { config, reresolve })
 }
 
-/// The live session, or a freshly started one.
+/// The live session, or a freshly started one. With `source`, the profile the command
+/// names: a live session started from another file of that name is refused (see
+/// [`sessions::check_source`]), and a new one records it.
 pub fn live_or_start(
     runtime: &Runtime,
     locked: &LockedProfile,
     name: &str,
+    source: Option<&ProfileRef>,
     prepare: impl FnOnce() -> Result<Prepared>,
 ) -> Result<(Live, bool)> {
     if let Some(live) = sessions::find_live(locked.dir.as_fd())? {
+        if let Some(profile) = source {
+            sessions::check_source(locked.dir.as_fd(), profile)?;
+        }
         return Ok((live, false));
     }
     let prepared = prepare()?;
+    if let Some(profile) = source {
+        sessions::record_source(locked.dir.as_fd(), profile)?;
+    }
     let live = sessions::start(
         runtime.profiles.as_fd(),
         locked.dir.as_fd(),
@@ -117,6 +126,7 @@ pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
             );
         }
         sessions::set_hold(locked.dir.as_fd(), true)?;
+        sessions::record_source(locked.dir.as_fd(), &profile)?;
         return Err(sessions::exec_foreground(
             runtime.profiles.as_fd(),
             &locked.lock,
@@ -125,7 +135,9 @@ pub fn up(ctx: &Ctx, arg: &str, opts: &UpOptions) -> Result<()> {
             &listeners,
         ));
     }
-    let (live, started) = live_or_start(&runtime, &locked, &profile.name, || Ok(prepared))?;
+    let (live, started) = live_or_start(&runtime, &locked, &profile.name, Some(&profile), || {
+        Ok(prepared)
+    })?;
     // On failure a session started for nothing ends by itself: no hold, no process.
     publish::hand_over(&live, &listeners, Owner::Session)?;
     drop(listeners);
@@ -163,6 +175,7 @@ pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
             .info(&format!("{} has no session", profile.name));
         return Ok(());
     };
+    sessions::check_source(locked.dir.as_fd(), &profile)?;
     sessions::set_hold(locked.dir.as_fd(), false)?;
     // Registered processes, and whatever they left running in the namespace.
     let mut users = supervisor::contract::profile_dir::live_registrations(locked.dir.as_fd());
@@ -209,7 +222,7 @@ pub fn reload(ctx: &Ctx, arg: &str) -> Result<i32> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
     let prepared = load_config(ctx, &profile)?;
     let runtime = Runtime::open(&ctx.dirs)?;
-    crate::status::reload(&ctx.feedback, &runtime, &profile.name, &prepared)
+    crate::status::reload(&ctx.feedback, &runtime, &profile, &prepared)
 }
 
 /// The launcher command that enters a live session and runs `argv` there.
@@ -240,13 +253,29 @@ pub fn exec_with_env(
     env: &[(&str, &str)],
 ) -> Result<()> {
     let profile = profile::resolve(arg, &ctx.dirs.config)?;
+    // No session directory, no session: this command will start one, so the profile
+    // is read now, before anything is created (a bad one then changes nothing). A
+    // session that is running is joined without reading it.
+    let mut prepared = if crate::runtime::has_profile_dir(&ctx.dirs, &profile.name) {
+        None
+    } else {
+        Some(load_config(ctx, &profile)?)
+    };
     let listeners = publish::open_all(publish, &ctx.dirs)?;
     let launcher = Launcher::locate()?;
     let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock(&runtime, &profile.name)?;
-    let (live, _) = live_or_start(&runtime, &locked, &profile.name, || {
-        load_config(ctx, &profile)
-    })?;
+    let (live, _) =
+        live_or_start(
+            &runtime,
+            &locked,
+            &profile.name,
+            Some(&profile),
+            || match prepared.take() {
+                Some(p) => Ok(p),
+                None => load_config(ctx, &profile),
+            },
+        )?;
     // Register ourselves: exec keeps our PID through the launcher into the command.
     let pid = std::process::id();
     sessions::register(locked.dir.as_fd(), pid)?;

@@ -52,7 +52,7 @@ pub fn run(dirs: &Dirs, command: &[OsString]) -> Result<i32> {
         // The demo peer is on loopback: nothing to re-resolve.
         reresolve: Default::default(),
     };
-    let (live, _) = live_or_start(&runtime, &locked, &name, || Ok(prepared))?;
+    let (live, _) = live_or_start(&runtime, &locked, &name, None, || Ok(prepared))?;
     // The demo process itself holds the session while its child runs.
     sessions::register(locked.dir.as_fd(), std::process::id())?;
     let dir = locked.dir;

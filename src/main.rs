@@ -504,7 +504,13 @@ fn dispatch(ctx: &commands::Ctx, command: Cmd) -> Result<i32> {
         Cmd::Shell { profile, publish } => {
             shell::run(ctx, profile.as_deref(), &publish.specs).map(|()| 0)
         }
-        Cmd::Status { profile, json } => status::status(&runtime()?, profile.as_deref(), json),
+        Cmd::Status { profile, json } => {
+            // A path names its file's profile, as everywhere else; names are checked.
+            let name = profile
+                .map(|p| profile::resolve(&p, &ctx.dirs.config).map(|r| r.name))
+                .transpose()?;
+            status::status(&runtime()?, name.as_deref(), json)
+        }
         Cmd::List { json } => status::list(&runtime()?, &ctx.dirs.config, json),
         Cmd::Show { profile } => show::run(&profile::resolve(&profile, &ctx.dirs.config)?),
         Cmd::Reload { profile } => commands::reload(ctx, &profile),

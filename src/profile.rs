@@ -9,6 +9,8 @@ use wgconf::{Config, Endpoint};
 pub struct ProfileRef {
     pub name: String,
     pub path: PathBuf,
+    /// Named by a path (not looked up by name in the config directory).
+    pub from_path: bool,
 }
 
 /// A profile argument is a path when it contains `/` or ends in `.conf` (the name is
@@ -27,7 +29,11 @@ pub fn resolve(arg: &str, config_dir: &Path) -> Result<ProfileRef> {
         (arg.to_owned(), config_dir.join(format!("{arg}.conf")))
     };
     check_name(&name).with_context(|| format!("profile {arg:?}"))?;
-    Ok(ProfileRef { name, path })
+    Ok(ProfileRef {
+        name,
+        path,
+        from_path: is_path,
+    })
 }
 
 /// Profile names become directory names in the runtime dir: keep them boring.
@@ -106,14 +112,16 @@ mod tests {
             resolve("work", dir).unwrap(),
             ProfileRef {
                 name: "work".into(),
-                path: "/cfg/work.conf".into()
+                path: "/cfg/work.conf".into(),
+                from_path: false,
             }
         );
         assert_eq!(
             resolve("./vpn/home.conf", dir).unwrap(),
             ProfileRef {
                 name: "home".into(),
-                path: "./vpn/home.conf".into()
+                path: "./vpn/home.conf".into(),
+                from_path: true,
             }
         );
         assert_eq!(resolve("x.conf", dir).unwrap().name, "x");

@@ -66,7 +66,7 @@ pub fn probe(dir: BorrowedFd<'_>) -> Option<Live> {
 fn clean_stale(dir: BorrowedFd<'_>) -> Result<()> {
     let pids = open_dir(dir, PIDS_DIR, true).context("open pids/")?;
     clear_dir(pids.as_fd()).context("clear pids/")?;
-    for name in [STATE_FILE, HOLD_FILE] {
+    for name in [STATE_FILE, HOLD_FILE, SOURCE_FILE] {
         match fs::unlinkat(dir, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => return Err(e).with_context(|| format!("remove stale {name}")),
@@ -101,6 +101,48 @@ pub fn set_hold(dir: BorrowedFd<'_>, held: bool) -> Result<()> {
             Err(e) => Err(e).context("remove the hold"),
         }
     }
+}
+
+/// The profile file a session was started from, beside `state`: its canonical path
+/// (as UTF-8, lossily). Sessions are named after their file, and two files can share
+/// a name; a command that names its profile by a path must not join, or stop, the
+/// session another file started (its traffic would leave through the other tunnel).
+const SOURCE_FILE: &str = "source";
+
+/// Note the profile file of the session about to start (under the profile lock).
+pub fn record_source(dir: BorrowedFd<'_>, profile: &crate::profile::ProfileRef) -> Result<()> {
+    let path = canonical(&profile.path);
+    write_atomic(dir, SOURCE_FILE, path.as_bytes()).context("record the session's profile file")
+}
+
+/// For a profile named by a path: refuse a live session that another file started.
+/// A name means the session of that name, wherever it came from; a session whose
+/// source was not recorded (started by an older wg-wrap) cannot be told apart.
+pub fn check_source(dir: BorrowedFd<'_>, profile: &crate::profile::ProfileRef) -> Result<()> {
+    if !profile.from_path {
+        return Ok(());
+    }
+    let Some(recorded) = read_small(dir, SOURCE_FILE) else {
+        return Ok(());
+    };
+    let wanted = canonical(&profile.path);
+    if recorded != wanted {
+        let name = &profile.name;
+        bail!(
+            "profile {name} is running from {recorded}, not from {wanted}: a session is named \
+             after its file, so `wg-wrap down {name}` first to use this one, or give this \
+             file another name"
+        );
+    }
+    Ok(())
+}
+
+fn canonical(path: &std::path::Path) -> String {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_owned())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Wait for a process (by pidfd) to exit.

@@ -224,9 +224,10 @@ pub fn render(s: &SessionStatus, now: u64) -> String {
 pub fn reload(
     feedback: &crate::progress::Feedback,
     runtime: &Runtime,
-    name: &str,
+    profile: &crate::profile::ProfileRef,
     prepared: &sessions::Prepared,
 ) -> Result<i32> {
+    let name = profile.name.as_str();
     let Some(dir) = runtime.existing_profile_dir(name)? else {
         bail!("{name} has no session to reload: start it with `wg-wrap up {name}`");
     };
@@ -239,6 +240,8 @@ pub fn reload(
     let Some(live) = sessions::find_live(locked.dir.as_fd())? else {
         bail!("{name} has no session to reload: start it with `wg-wrap up {name}`");
     };
+    // Reload reapplies the session's own file: another file of that name is refused.
+    sessions::check_source(locked.dir.as_fd(), profile)?;
     let (request, body) =
         control::reload_request(&wgconf::render(&prepared.config), &prepared.reresolve);
     let answer = control::request(&control_name(&live.state), &request, Some(&body))

@@ -489,3 +489,73 @@ fn the_unwinder_is_linked_in_and_still_unwinds() {
         assert!(shared, "WG_WRAP_SHARED_LIBGCC=1 but NEEDED {needed:?}");
     }
 }
+
+/// Sessions are named after their file. A command that names its profile by a path
+/// joins, reloads or stops the session of that name only if that same file started
+/// it (found in review: `exec other/work.conf` joined the running `work`, so the
+/// command's traffic left through another file's tunnel). A name means the session
+/// of that name. `status` takes a path like the other commands, and a profile that
+/// cannot start a session leaves no session directory behind.
+#[test]
+fn a_profile_named_by_path_must_be_the_sessions_own_file() {
+    let sb = Sandbox::new();
+    let (_peer, _) = sb.virtual_peer("work");
+    assert_success(&sb.run(sb.wg_wrap(&["up", "work"])));
+    let other_dir = sb.home.join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    std::os::unix::fs::chown(&other_dir, Some(sb.uid), Some(sb.gid)).unwrap();
+    user_file(
+        &sb,
+        "other/work.conf",
+        &profile_text("127.0.0.1:9".parse().unwrap()),
+    );
+    let own = sb.config_dir.join("work.conf");
+    for args in [
+        &["exec", "other/work.conf", "--", "true"][..],
+        &["up", "other/work.conf"],
+        &["reload", "other/work.conf"],
+        &["down", "other/work.conf"],
+    ] {
+        let out = sb.run(sb.wg_wrap(args));
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("profile work is running from {}", own.display()))
+                && err.contains("wg-wrap down work"),
+            "{args:?}: {err}"
+        );
+    }
+    // Still up, and joined by its name and by its own file under another spelling.
+    let spelled = sb
+        .config_dir
+        .join("..")
+        .join(sb.config_dir.file_name().unwrap())
+        .join("work.conf");
+    for profile in ["work", spelled.to_str().unwrap()] {
+        assert_success(&sb.run(sb.wg_wrap(&["exec", profile, "--", "true"])));
+    }
+    // status: a path names its file's profile; a bad name is an error.
+    let out = sb.run(sb.wg_wrap(&["status", "other/work.conf", "--json"]));
+    assert_success(&out);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["profiles"][0]["name"], "work", "{doc}");
+    let out = sb.run(sb.wg_wrap(&["status", "bad name!"]));
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid profile name"));
+
+    // A profile that cannot start a session changes nothing.
+    user_file(&sb, "broken.conf", "[Interface]\nPrivateKey = nope\n");
+    for profile in ["nosuch", "broken.conf"] {
+        let out = sb.run(sb.wg_wrap(&["exec", profile, "--", "true"]));
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{profile}: {}",
+            describe(&out)
+        );
+        let name = profile.trim_end_matches(".conf");
+        let dir = sb.runtime_dir.join("profiles").join(name);
+        assert!(!dir.exists(), "{profile} left {}", dir.display());
+    }
+    assert_success(&sb.run(sb.wg_wrap(&["down", "work"])));
+}

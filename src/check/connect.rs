@@ -39,7 +39,7 @@ fn connect(ctx: &Ctx, profile: &ProfileRef, mut prepared: Prepared) -> Result<Ch
     let runtime = Runtime::open(&ctx.dirs)?;
     let locked = lock_profile(runtime.profiles.as_fd(), name, LOCK_TIMEOUT)
         .with_context(|| format!("lock profile {name}"))?;
-    let (live, started) = live_or_start(&runtime, &locked, name, || Ok(prepared))?;
+    let (live, started) = live_or_start(&runtime, &locked, name, Some(profile), || Ok(prepared))?;
     let ready = Instant::now();
     // Hold it while we watch, so it does not end as soon as the lock is released.
     if started {
