@@ -309,6 +309,17 @@ fn daemonized_child_keeps_the_session_until_it_ends() {
     let pid = supervisor_pid(&sb, "work");
     let list = sb.run(sb.wg_wrap(&["list"]));
     assert!(stdout(&list).contains("work"), "{}", describe(&list));
+    // status counts the unregistered child as `down` does (it said "none" before).
+    let doc = status_json(&sb, "work");
+    let wrapped = doc["profiles"][0]["wrapped_pids"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let comms: Vec<String> = wrapped
+        .iter()
+        .map(|p| std::fs::read_to_string(format!("/proc/{}/comm", p)).unwrap_or_default())
+        .collect();
+    assert_eq!(comms, ["sleep\n"], "{doc:#}");
     let out = sb.run(sb.wg_wrap(&["down", "work"]));
     assert!(stdout(&out).contains("stays up"), "{}", describe(&out));
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());

@@ -33,7 +33,8 @@ pub struct SessionStatus {
     pub listen_port: Option<u16>,
     /// An `up` holds the session.
     pub held: bool,
-    /// Registered wrapped processes that are alive.
+    /// Wrapped processes that are alive: registered ones and every other process in
+    /// the session's namespace (what a command left running in the background).
     pub wrapped_pids: Vec<u32>,
     pub peers: Vec<PeerStatus>,
     /// Ports published into the namespace (absent: an older supervisor).

@@ -3,7 +3,7 @@
 use crate::contract::handover::Args;
 use crate::contract::profile_dir::{live_registrations, open_dir, write_atomic};
 use crate::contract::state::{
-    now_unix, proc_start_time, NsId, SessionState, HOLD_FILE, STATE_FILE,
+    now_unix, proc_start_time, processes_in_netns, NsId, SessionState, HOLD_FILE, STATE_FILE,
 };
 use crate::dataplane::udp::HostSocket;
 use crate::dataplane::Device;
@@ -47,15 +47,26 @@ fn at<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
     }
 }
 
-/// Registrations and the hold, read from the profile directory for `status`.
-struct DirSession(OwnedFd);
+/// Registrations and the hold, read from the profile directory for `status`, and the
+/// namespace whose other processes count as wrapped too.
+struct DirSession {
+    dir: OwnedFd,
+    netns: NsId,
+}
 
 impl SessionInfo for DirSession {
     fn held(&self) -> bool {
-        fs::statat(&self.0, HOLD_FILE, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+        fs::statat(&self.dir, HOLD_FILE, AtFlags::SYMLINK_NOFOLLOW).is_ok()
     }
+    /// What keeps the session up, as the lifecycle and `down` see it: registered
+    /// processes and whatever else runs in the namespace (a wrapped command's
+    /// background children, which were never registered).
     fn wrapped_pids(&self) -> Vec<u32> {
-        live_registrations(self.0.as_fd())
+        let mut pids = live_registrations(self.dir.as_fd());
+        pids.extend(processes_in_netns(self.netns, std::process::id()));
+        pids.sort_unstable();
+        pids.dedup();
+        pids
     }
 }
 
@@ -205,7 +216,10 @@ fn setup(
         started_unix: now_unix(),
         tun_index,
         tunnel: device,
-        session: Arc::new(DirSession(session_dir)),
+        session: Arc::new(DirSession {
+            dir: session_dir,
+            netns: own_netns().map_err(at("identify the network namespace"))?,
+        }),
         net: Mutex::new(Box::new(netlink)),
         config: Mutex::new(config),
         names,
@@ -233,17 +247,22 @@ fn read_config(fd: &OwnedFd) -> Result<Config, SetupError> {
     Ok(parsed.config)
 }
 
+/// The network namespace this process is in (the session's).
+fn own_netns() -> io::Result<NsId> {
+    let ns = fs::statat(fs::CWD, "/proc/self/ns/net", AtFlags::empty())?;
+    Ok(NsId {
+        dev: ns.st_dev,
+        ino: ns.st_ino,
+    })
+}
+
 fn write_state(dir: &OwnedFd, control_id: u64) -> io::Result<()> {
     let pid = std::process::id();
-    let ns = fs::statat(fs::CWD, "/proc/self/ns/net", AtFlags::empty())?;
     let state = SessionState {
         supervisor_pid: pid,
         supervisor_start_time: proc_start_time(pid)
             .ok_or_else(|| io::Error::other("cannot read our own start time"))?,
-        netns: NsId {
-            dev: ns.st_dev,
-            ino: ns.st_ino,
-        },
+        netns: own_netns()?,
         started_unix: now_unix(),
         control_id,
     };
