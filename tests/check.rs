@@ -131,6 +131,29 @@ fn check_profile_reports_parse_errors_and_a_stub_resolver_without_dns() {
         "{}",
         describe(&out)
     );
+    // The machine is fine: the summary blames the profile, not the machine.
+    assert!(
+        stdout(&out).ends_with(
+            "wg-wrap can work here, but not with this profile until 1 problem is fixed\n"
+        ),
+        "{}",
+        describe(&out)
+    );
+    // A missing profile is told how to get one, not to correct lines it lacks.
+    let out = sb.run(sb.wg_wrap(&["check", "nosuch", "--json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let profile = check_named(&json(&out), "profile").clone();
+    assert!(
+        profile["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("nosuch.conf does not exist")
+            && profile["fix"]
+                .as_str()
+                .unwrap()
+                .starts_with("`wg-wrap import FILE nosuch`"),
+        "{profile:#}"
+    );
 
     // The fake host's resolv.conf is a systemd-resolved style stub (127.0.0.53).
     let host = FakeHost::new(&sb);

@@ -30,14 +30,35 @@ pub fn checks(ctx: &Ctx, arg: &str, roots: &Roots) -> (Vec<Check>, Option<(Profi
         }
     };
     let path = profile.path.display().to_string();
-    let parsed = match profile::load(&profile) {
-        Ok(parsed) => parsed,
+    let text = match std::fs::read_to_string(&profile.path) {
+        Ok(text) => text,
         Err(e) => {
+            let name = &profile.name;
+            let (message, fix) = if e.kind() == std::io::ErrorKind::NotFound {
+                (
+                    format!("no profile {name}: {path} does not exist"),
+                    format!(
+                        "`wg-wrap import FILE {name}` copies a wg-quick file there, or name a \
+                         .conf by its path (`wg-wrap list` shows your profiles)"
+                    ),
+                )
+            } else {
+                (
+                    format!("cannot read {path}: {e}"),
+                    format!("make {path} readable by you (`chmod 600 {path}`)"),
+                )
+            };
+            return (vec![Check::error("profile", message, fix)], None);
+        }
+    };
+    let parsed = match wgconf::parse(&text) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
             return (
                 vec![Check::error(
                     "profile",
-                    format!("{e:#}"),
-                    format!("correct {path} at the lines named"),
+                    errors.display_with_path(&path).to_string(),
+                    format!("correct {path} at the lines named (`wg-wrap show` checks it again)"),
                 )],
                 None,
             )

@@ -32,21 +32,38 @@ pub fn text(checks: &[Check], usable: bool) -> String {
         out.push('\n');
     }
     let errors = checks.iter().filter(|c| c.status == Status::Error).count();
+    let problems = format!(
+        "{errors} problem{} {} fixed",
+        if errors == 1 { "" } else { "s" },
+        if errors == 1 { "is" } else { "are" }
+    );
+    // A bad profile (or a peer that does not answer) is no fault of the machine.
+    let machine_ok = checks
+        .iter()
+        .filter(|c| c.status == Status::Error)
+        .all(|c| PROFILE_CHECKS.contains(&c.name));
     if usable {
         out.push_str("wg-wrap can work here\n");
-    } else {
+    } else if machine_ok {
         out.push_str(&format!(
-            "wg-wrap cannot work here until {errors} problem{} {} fixed\n",
-            if errors == 1 { "" } else { "s" },
-            if errors == 1 { "is" } else { "are" }
+            "wg-wrap can work here, but not with this profile until {problems}\n"
         ));
+    } else {
+        out.push_str(&format!("wg-wrap cannot work here until {problems}\n"));
     }
     out
 }
 
+/// The checks about the profile given, not the machine.
+const PROFILE_CHECKS: [&str; 3] = ["profile", "dns", "connect"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text_of(checks: &[Check]) -> String {
+        text(checks, false)
+    }
 
     #[test]
     fn one_line_per_check() {
@@ -65,6 +82,13 @@ mod tests {
              tun: error: /dev/net/tun is mode 0600; fix: sudo chmod 0666 /dev/net/tun\n\
              wg-wrap cannot work here until 1 problem is fixed\n"
         );
+        let profile = [
+            Check::ok("kernel", "Linux 6.18"),
+            Check::error("profile", "no profile work", "import it"),
+        ];
+        assert!(text_of(&profile).ends_with(
+            "wg-wrap can work here, but not with this profile until 1 problem is fixed\n"
+        ));
         let doc: serde_json::Value = serde_json::from_str(&json(&checks, false)).unwrap();
         assert_eq!(doc["usable"], false);
         assert_eq!(doc["checks"][0]["status"], "ok");
