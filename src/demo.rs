@@ -18,7 +18,7 @@ use virtual_peer::{PeerConfig, VirtualPeer};
 
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(dirs: &Dirs, command: &[OsString]) -> Result<i32> {
+pub fn run(dirs: &Dirs, feedback: &crate::progress::Feedback, command: &[OsString]) -> Result<i32> {
     let (peer_config, client) = PeerConfig::demo();
     let peer_addr = peer_config
         .tunnel_v4
@@ -57,12 +57,20 @@ pub fn run(dirs: &Dirs, command: &[OsString]) -> Result<i32> {
     sessions::register(locked.dir.as_fd(), std::process::id())?;
     let dir = locked.dir;
     drop(locked.lock);
-    eprintln!(
-        "wg-wrap demo: virtual peer on {} (tunnel {}), running {:?}",
-        peer.local_addr(),
-        peer_addr,
-        argv
-    );
+    // What runs where (not on --quiet): the peer, and the command as a shell would
+    // show it.
+    if feedback.verbosity > crate::progress::Verbosity::Quiet {
+        let shown: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        eprintln!(
+            "wg-wrap demo: virtual peer on {} (tunnel {}), running {}",
+            peer.local_addr(),
+            peer_addr,
+            shown.join(" ")
+        );
+    }
 
     let mut cmd = join_command(&launcher, &live, &argv);
     spawn::inherit_fds(&mut cmd, &[live.pidfd.as_raw_fd()]);

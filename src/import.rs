@@ -18,7 +18,13 @@ use std::path::Path;
 /// Exit status when the file has errors (they are the user's, like `show`'s).
 const EXIT_INVALID: i32 = 1;
 
-pub fn run(config_dir: &Path, file: &Path, name: Option<&str>, force: bool) -> Result<i32> {
+pub fn run(
+    feedback: &crate::progress::Feedback,
+    config_dir: &Path,
+    file: &Path,
+    name: Option<&str>,
+    force: bool,
+) -> Result<i32> {
     let name = match name {
         Some(n) => n.to_owned(),
         None => file
@@ -62,11 +68,11 @@ pub fn run(config_dir: &Path, file: &Path, name: Option<&str>, force: bool) -> R
         );
     }
     write_private(config_dir, &name, &bytes, force)?;
-    println!(
-        "wg-wrap: imported {} as profile {name} ({}); start it with `wg-wrap up {name}`",
+    feedback.info(&format!(
+        "imported {} as profile {name} ({}); start it with `wg-wrap up {name}`",
         file.display(),
         target.display()
-    );
+    ));
     Ok(0)
 }
 
@@ -128,6 +134,10 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8], replace: bool) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn import(cfg: &Path, src: &Path, name: Option<&str>, force: bool) -> Result<i32> {
+        run(&crate::progress::Feedback::default(), cfg, src, name, force)
+    }
     use std::os::unix::fs::PermissionsExt;
 
     const GOOD: &str = "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress = 10.0.0.2/24\n\n# kept\n[Peer]\nPublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\nAllowedIPs = 10.0.0.0/24\n";
@@ -145,7 +155,7 @@ mod tests {
         let src = d.join("vpn.conf");
         std::fs::write(&src, GOOD).unwrap();
         let cfg = d.join("cfg/nested");
-        assert_eq!(run(&cfg, &src, None, false).unwrap(), 0);
+        assert_eq!(import(&cfg, &src, None, false).unwrap(), 0);
         let dst = cfg.join("vpn.conf");
         assert_eq!(std::fs::read_to_string(&dst).unwrap(), GOOD);
         assert_eq!(
@@ -158,13 +168,13 @@ mod tests {
         );
 
         std::fs::write(&src, GOOD.replace("# kept", "# new")).unwrap();
-        let err = run(&cfg, &src, None, false).unwrap_err();
+        let err = import(&cfg, &src, None, false).unwrap_err();
         assert!(format!("{err:#}").contains("--force"), "{err:#}");
         assert_eq!(std::fs::read_to_string(&dst).unwrap(), GOOD);
-        assert_eq!(run(&cfg, &src, None, true).unwrap(), 0);
+        assert_eq!(import(&cfg, &src, None, true).unwrap(), 0);
         assert!(std::fs::read_to_string(&dst).unwrap().contains("# new"));
         // Under another name; no temporary files left.
-        assert_eq!(run(&cfg, &src, Some("home"), false).unwrap(), 0);
+        assert_eq!(import(&cfg, &src, Some("home"), false).unwrap(), 0);
         let mut names: Vec<_> = std::fs::read_dir(&cfg)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -180,14 +190,14 @@ mod tests {
         let src = d.join("bad.conf");
         std::fs::write(&src, GOOD.replace("10.0.0.0/24", "10.0.0.0/33")).unwrap();
         let cfg = d.join("cfg");
-        assert_eq!(run(&cfg, &src, None, false).unwrap(), EXIT_INVALID);
+        assert_eq!(import(&cfg, &src, None, false).unwrap(), EXIT_INVALID);
         assert!(
             !cfg.exists(),
             "the config dir was created for an invalid file"
         );
         std::fs::write(&src, GOOD).unwrap();
         for name in ["..", "a/b", ".x", ""] {
-            assert!(run(&cfg, &src, Some(name), false).is_err(), "{name:?}");
+            assert!(import(&cfg, &src, Some(name), false).is_err(), "{name:?}");
         }
         assert!(!cfg.exists());
         std::fs::remove_dir_all(&d).unwrap();

@@ -514,13 +514,17 @@ fn dispatch(ctx: &commands::Ctx, command: Cmd) -> Result<i32> {
         Cmd::List { json } => status::list(&runtime()?, &ctx.dirs.config, json),
         Cmd::Show { profile } => show::run(&profile::resolve(&profile, &ctx.dirs.config)?),
         Cmd::Reload { profile } => commands::reload(ctx, &profile),
-        Cmd::Import { file, name, force } => {
-            import::run(&ctx.dirs.config, &file, name.as_deref(), force)
-        }
+        Cmd::Import { file, name, force } => import::run(
+            &ctx.feedback,
+            &ctx.dirs.config,
+            &file,
+            name.as_deref(),
+            force,
+        ),
         Cmd::Genkey => keys::genkey(),
         Cmd::Pubkey => keys::pubkey(),
         Cmd::Genpsk => keys::genpsk(),
-        Cmd::Demo { command } => demo::run(&ctx.dirs, &command),
+        Cmd::Demo { command } => demo::run(&ctx.dirs, &ctx.feedback, &command),
         Cmd::Check {
             profile,
             connect,

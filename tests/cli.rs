@@ -188,7 +188,10 @@ fn import_checks_copies_privately_and_list_shows_it() {
     let out = sb.run(sb.wg_wrap(&["import", "vpn.conf", "../escape"]));
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid profile name"));
-    assert_success(&sb.run(sb.wg_wrap(&["import", "--force", "vpn.conf"])));
+    // --quiet: nothing on stdout (it said "imported ..." before).
+    let out = sb.run(sb.wg_wrap(&["-q", "import", "--force", "vpn.conf"]));
+    assert_success(&out);
+    assert_eq!(stdout(&out), "", "{}", describe(&out));
     assert!(std::fs::read_to_string(&dst)
         .unwrap()
         .starts_with("# second"));

@@ -191,8 +191,25 @@ fn demo_fetches_the_greeting() {
     let out = sb.run(sb.wg_wrap(&["demo"]));
     assert_success(&out);
     assert_eq!(stdout(&out), virtual_peer::VIRTUAL_PEER_GREETING);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wg-wrap demo: virtual peer on "), "{err}");
     let out = sb.run(sb.wg_wrap(&["demo", "--", "sh", "-c", "exit 3"]));
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("running sh -c exit 3"),
+        "{}",
+        describe(&out)
+    );
+    // --quiet: only what the command says.
+    let out = sb.run(sb.wg_wrap(&["-q", "demo"]));
+    assert_success(&out);
+    assert_eq!(stdout(&out), virtual_peer::VIRTUAL_PEER_GREETING);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "{}",
+        describe(&out)
+    );
     let left = sb.wait_no_processes(Duration::from_secs(5));
     assert!(left.is_empty(), "demo left processes: {left:?}");
 }
