@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 use supervisor::contract::profile_dir::{lock_profile, remove_profile_dir, LockedProfile};
 use supervisor::contract::publish::{Owner, PublishSpec};
-use supervisor::contract::state::processes_in_netns;
+use supervisor::contract::state::wrapped_processes;
 
 /// How long a command waits for another wg-wrap holding the profile lock.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,13 +177,13 @@ pub fn down(ctx: &Ctx, arg: &str, now: bool) -> Result<()> {
     };
     sessions::check_source(locked.dir.as_fd(), &profile)?;
     sessions::set_hold(locked.dir.as_fd(), false)?;
-    // Registered processes, and whatever they left running in the namespace.
-    let mut users = supervisor::contract::profile_dir::live_registrations(locked.dir.as_fd());
-    for pid in processes_in_netns(live.state.netns, live.state.supervisor_pid) {
-        if !users.contains(&pid) {
-            users.push(pid);
-        }
-    }
+    // Registered processes, and whatever they left running in the namespace (as
+    // `status` lists them).
+    let users = wrapped_processes(
+        supervisor::contract::profile_dir::live_registrations(locked.dir.as_fd()),
+        live.state.netns,
+        live.state.supervisor_pid,
+    );
     drop(locked);
     let name = &profile.name;
     let (timeout, what) = if now {

@@ -33,8 +33,8 @@ pub struct SessionStatus {
     pub listen_port: Option<u16>,
     /// An `up` holds the session.
     pub held: bool,
-    /// Wrapped processes that are alive: registered ones and every other process in
-    /// the session's namespace (what a command left running in the background).
+    /// Wrapped processes that are alive: registered ones and what they left running in
+    /// the namespace (see [`crate::contract::state::wrapped_processes`]).
     pub wrapped_pids: Vec<u32>,
     pub peers: Vec<PeerStatus>,
     /// Ports published into the namespace (absent: an older supervisor).

@@ -200,9 +200,48 @@ pub fn processes_in_netns(ns: NsId, exclude: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The processes a session waits for, as `status` and `down` list them: the
+/// `registered` ones, and every other process in its namespace whose parent is outside
+/// it (what a wrapped command left running, reparented when the command exited). The
+/// children of these are part of them and not listed.
+pub fn wrapped_processes(registered: Vec<u32>, ns: NsId, exclude: u32) -> Vec<u32> {
+    let inside: std::collections::HashSet<u32> =
+        processes_in_netns(ns, exclude).into_iter().collect();
+    let mut pids = registered;
+    pids.extend(
+        inside
+            .iter()
+            .filter(|pid| proc_parent(**pid).is_some_and(|parent| !inside.contains(&parent))),
+    );
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// The parent of a live process (field 4 of `/proc/<pid>/stat`).
+fn proc_parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_parent(&stat)
+}
+
+/// Field 4 of a `/proc/<pid>/stat` text, counted from the last `)` like the start time.
+fn parse_stat_parent(stat: &str) -> Option<u32> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parent_is_read_past_a_hostile_command_name() {
+        assert_eq!(parse_stat_parent("7 (a) b) S 42 7 7 0"), Some(42));
+        assert_eq!(parse_stat_parent("7 (x"), None);
+        let me = std::process::id();
+        let parent = std::os::unix::process::parent_id();
+        assert_eq!(proc_parent(me), Some(parent));
+    }
 
     fn sample() -> SessionState {
         SessionState {

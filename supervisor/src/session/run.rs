@@ -3,7 +3,7 @@
 use crate::contract::handover::Args;
 use crate::contract::profile_dir::{live_registrations, open_dir, write_atomic};
 use crate::contract::state::{
-    now_unix, proc_start_time, processes_in_netns, NsId, SessionState, HOLD_FILE, STATE_FILE,
+    now_unix, proc_start_time, wrapped_processes, NsId, SessionState, HOLD_FILE, STATE_FILE,
 };
 use crate::dataplane::udp::HostSocket;
 use crate::dataplane::Device;
@@ -58,15 +58,14 @@ impl SessionInfo for DirSession {
     fn held(&self) -> bool {
         fs::statat(&self.dir, HOLD_FILE, AtFlags::SYMLINK_NOFOLLOW).is_ok()
     }
-    /// What keeps the session up, as the lifecycle and `down` see it: registered
-    /// processes and whatever else runs in the namespace (a wrapped command's
-    /// background children, which were never registered).
+    /// What keeps the session up, as `down` lists it: registered processes and what
+    /// they left running in the namespace (see [`wrapped_processes`]).
     fn wrapped_pids(&self) -> Vec<u32> {
-        let mut pids = live_registrations(self.dir.as_fd());
-        pids.extend(processes_in_netns(self.netns, std::process::id()));
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+        wrapped_processes(
+            live_registrations(self.dir.as_fd()),
+            self.netns,
+            std::process::id(),
+        )
     }
 }
 
