@@ -10,12 +10,12 @@ use crate::dirs::Dirs;
 
 pub const PROFILES_DIR: &str = "profiles";
 
-/// The open runtime root's `profiles/` directory.
 /// Whether `name` has a session directory, without creating anything on the way.
 pub fn has_profile_dir(dirs: &Dirs, name: &str) -> bool {
     dirs.runtime.join(PROFILES_DIR).join(name).is_dir()
 }
 
+/// The open runtime root's `profiles/` directory.
 pub struct Runtime {
     pub profiles: OwnedFd,
 }
