@@ -166,7 +166,9 @@ enum Cmd {
   wg-wrap status work                            # one session
   wg-wrap status work --json                     # for scripts")]
     Status {
+        /// A profile name or a path to a .conf (default: every running session).
         profile: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -175,6 +177,7 @@ enum Cmd {
   wg-wrap list                                   # name, supervisor, age, handshake
   wg-wrap list --json                            # for scripts")]
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -236,6 +239,7 @@ enum Cmd {
         /// Also start a session for PROFILE, wait for the handshake, and end it.
         #[arg(long, requires = "profile")]
         connect: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -253,7 +257,10 @@ enum Cmd {
   wg-wrap completions bash > wg-wrap.bash        # then: source wg-wrap.bash
   wg-wrap completions zsh > _wg-wrap             # into a directory on $fpath
   wg-wrap completions fish > wg-wrap.fish        # into ~/.config/fish/completions/")]
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to write the script for.
+        shell: clap_complete::Shell,
+    },
     /// Print the manual page (roff); `wg-wrap man | man -l -` shows it.
     #[command(after_help = "Examples:
   wg-wrap man > wg-wrap.1                        # then: man -l wg-wrap.1
@@ -542,6 +549,23 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("wg-wrap").chain(args.iter().copied()))
+    }
+
+    /// `--help`, the man page and the completions all show these: none may be blank
+    /// (`--json` and status's PROFILE were).
+    #[test]
+    fn every_visible_argument_is_described() {
+        let cli = Cli::command();
+        let mut blank = Vec::new();
+        for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+            for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+                if arg.get_help().is_none() && !["help", "version"].contains(&arg.get_id().as_str())
+                {
+                    blank.push(format!("{} {}", sub.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(blank.is_empty(), "arguments without help: {blank:?}");
     }
 
     fn up_wait(args: &[&str], settings: &settings::Settings) -> (String, Option<Duration>) {
