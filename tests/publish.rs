@@ -404,16 +404,21 @@ fn a_port_still_being_released_is_waited_for() {
     let (_peer, _) = sb.virtual_peer("work");
     assert_success(&sb.run(sb.wg_wrap(&["up", "work"])));
     let mut first = sb.wg_wrap(&["exec", "-p", "18110:18000", "work", "--", "sleep", "600"]);
-    first.stdout(Stdio::null()).stderr(Stdio::null());
+    first.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut first = first.spawn().unwrap();
-    until("the first exec's port", || {
-        status(&sb, "work")["published"]
-            .as_array()
-            .is_some_and(|p| p.len() == 1)
+    let owner = first.id();
+    // The exec keeps its PID into the command: wait until it is `sleep`, its port
+    // published (and say why if the exec ended instead).
+    until("the first exec's command to run with its port", || {
+        if let Ok(Some(_)) = first.try_wait() {
+            let mut err = String::new();
+            let _ = first.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("the first exec ended: {err}");
+        }
+        std::fs::read_to_string(format!("/proc/{owner}/comm")).is_ok_and(|c| c == "sleep\n")
+            && status(&sb, "work")["published"][0]["owner_pid"] == owner
     });
-    let st = status(&sb, "work");
-    let supervisor = st["supervisor_pid"].as_u64().unwrap() as u32;
-    let owner = st["published"][0]["owner_pid"].as_u64().unwrap() as u32;
+    let supervisor = status(&sb, "work")["supervisor_pid"].as_u64().unwrap() as u32;
 
     /// Resumes the supervisor however the test ends.
     struct Thaw(u32);
@@ -424,6 +429,18 @@ fn a_port_still_being_released_is_waited_for() {
     }
     let thaw = Thaw(supervisor);
     signal(supervisor, rustix::process::Signal::STOP);
+    // The stop reaches each thread on its next way out of the kernel: wait until all
+    // are stopped before the command ends.
+    until("every supervisor thread to stop", || {
+        std::fs::read_dir(format!("/proc/{supervisor}/task"))
+            .unwrap()
+            .flatten()
+            .all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
+    });
     signal(owner, rustix::process::Signal::KILL);
     let _ = first.wait();
     let held = in_sandbox(&sb, || TcpListener::bind("127.0.0.1:18110").is_err());
