@@ -278,18 +278,23 @@ fn up_publishes_tcp_and_udp_ports_into_the_tunnel() {
                     let wait = Duration::from_millis(200 + u64::from(i % 20) * 25);
                     c.set_read_timeout(Some(wait)).unwrap();
                     c.connect(udp).unwrap();
-                    [1usize, 1400, 9000, 65507].iter().all(|&len| {
+                    let ok = [1usize, 1400, 9000, 65507].iter().all(|&len| {
                         let d = pattern(len, 1000 + i * 4 + len as u32);
                         (0..50).any(|_| {
                             c.send(&d).unwrap();
                             let mut buf = vec![0u8; 65536];
                             c.recv(&mut buf).is_ok_and(|n| buf[..n] == d[..])
                         })
-                    })
+                    });
+                    // Kept until every client is done: a client that closed early
+                    // could see its port taken by a later one, which is then the
+                    // same flow (and one short of the 100 counted below).
+                    (ok, c)
                 })
             })
             .collect();
-        threads.into_iter().all(|t| t.join().unwrap())
+        let done: Vec<(bool, UdpSocket)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        done.iter().all(|(ok, _)| *ok)
     });
     assert!(ok, "some UDP client did not get its own datagrams back");
 
