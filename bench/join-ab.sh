@@ -35,21 +35,14 @@ if [ -z "${WG_WRAP_INNER:-}" ]; then
   done
   mkdir "$work/run"
   cp "$0" "$work/join-ab.sh"
+  cp "$(dirname "$0")/join-session.sh" "$work/"
   chown -R wgwrap-test "$work"
   unshare --net --mount -- sh -c 'ip link set lo up && mount -t tmpfs -o mode=0700,uid=$(id -u wgwrap-test) wg-wrap-bench "$1/run" && exec setpriv --reuid=wgwrap-test --regid=wgwrap-test --clear-groups -- env -i PATH=/usr/bin:/bin HOME="$1" ROUNDS="$2" RUNS="$3" WG_WRAP_INNER=1 bash "$1/join-ab.sh" "$1/a/bin/wg-wrap" "$1/b/bin/wg-wrap"' sh "$work" "$ROUNDS" "$RUNS"
   exit
 fi
 a=$1 b=$2
-tmp=$HOME/run
-export WG_WRAP_CONFIG_DIR=$tmp/config WG_WRAP_RUNTIME_DIR=$tmp/runtime
-mkdir -p "$WG_WRAP_CONFIG_DIR"
-"$a" __virtual-peer 127.0.0.1:0 "$WG_WRAP_CONFIG_DIR/bench.conf" >/dev/null &
-peer=$!
-cleanup() { "$a" down --now bench >/dev/null 2>&1 || true; kill "$peer" 2>/dev/null || true; }
-trap cleanup EXIT
-for _ in $(seq 100); do [ -s "$WG_WRAP_CONFIG_DIR/bench.conf" ] && break; sleep 0.05; done
-"$a" up --wait-timeout 10 bench >/dev/null
-pid=$(sed -n 's/^supervisor_pid=//p' "$WG_WRAP_RUNTIME_DIR/profiles/bench/state")
+. "$HOME/join-session.sh"
+start_bench_session "$a"
 for round in $(seq "$ROUNDS"); do
   hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$tmp/round$round.json" \
     -n nsenter "nsenter -U -m -n --preserve-credentials -t $pid true" \

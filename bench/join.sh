@@ -31,6 +31,7 @@ if [ -z "${WG_WRAP_INNER:-}" ]; then
   "$WG_WRAP_BIN" __dump-launcher "$work/prefix/libexec/wg-wrap/launcher"
   cp "$WG_WRAP_BIN" "$work/wg-wrap"
   cp "$0" "$work/join.sh"
+  cp bench/join-session.sh "$work/"
   chown -R wgwrap-test "$work"
   # A throw-away network namespace, so even the loopback traffic stays private, and
   # a mount namespace for the tmpfs.
@@ -38,16 +39,8 @@ if [ -z "${WG_WRAP_INNER:-}" ]; then
   exit
 fi
 bin=$HOME/prefix/bin/wg-wrap
-tmp=$HOME/run
-export WG_WRAP_CONFIG_DIR=$tmp/config WG_WRAP_RUNTIME_DIR=$tmp/runtime
-mkdir -p "$WG_WRAP_CONFIG_DIR"
-"$bin" __virtual-peer 127.0.0.1:0 "$WG_WRAP_CONFIG_DIR/bench.conf" >/dev/null &
-peer=$!
-cleanup() { "$bin" down --now bench >/dev/null 2>&1 || true; kill "$peer" 2>/dev/null || true; }
-trap cleanup EXIT
-for _ in $(seq 100); do [ -s "$WG_WRAP_CONFIG_DIR/bench.conf" ] && break; sleep 0.05; done
-"$bin" up --wait-timeout 10 bench >/dev/null
-pid=$(sed -n 's/^supervisor_pid=//p' "$WG_WRAP_RUNTIME_DIR/profiles/bench/state")
+. "$HOME/join-session.sh"
+start_bench_session "$bin"
 
 hyperfine -N --warmup 20 --runs 300 --export-json "$tmp/warm.json" \
   -n '/bin/true' '/bin/true' \
